@@ -1,0 +1,97 @@
+"""What a launch states: the vLLM arguments a manifest or command line gives, nothing filled in."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The launch fields that change memory, with vLLM's own argument names (dashes -> underscores).
+MEMORY_FIELDS: tuple[str, ...] = (
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "data_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "block_size",
+    "kv_cache_dtype",
+    "dtype",
+    "quantization",
+    "enforce_eager",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "kv_cache_memory_bytes",
+    "enable_expert_parallel",
+    "cpu_offload_gb",
+    "num_gpu_blocks_override",
+    "disable_sliding_window",
+    "disable_hybrid_kv_cache_manager",
+)
+
+
+class VllmLaunch(BaseModel):
+    """One `vllm serve` (or legacy api_server) invocation as stated.
+
+    `None` means the launch does not set the value; defaults are vLLM's business and are
+    applied by the memory model for the vLLM version in force. `max_model_len == -1` is
+    `--max-model-len auto`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: Optional[str] = None
+    revision: Optional[str] = None
+    tensor_parallel_size: Optional[int] = None
+    pipeline_parallel_size: Optional[int] = None
+    data_parallel_size: Optional[int] = None
+    gpu_memory_utilization: Optional[float] = None
+    max_model_len: Optional[int] = None
+    block_size: Optional[int] = None
+    kv_cache_dtype: Optional[str] = None
+    dtype: Optional[str] = None
+    quantization: Optional[str] = None
+    enforce_eager: Optional[bool] = None
+    max_num_seqs: Optional[int] = None
+    max_num_batched_tokens: Optional[int] = None
+    kv_cache_memory_bytes: Optional[int] = None
+    enable_expert_parallel: Optional[bool] = None
+    cpu_offload_gb: Optional[float] = None
+    num_gpu_blocks_override: Optional[int] = None
+    disable_sliding_window: Optional[bool] = None
+    disable_hybrid_kv_cache_manager: Optional[bool] = None
+    vllm_version: Optional[str] = None
+    # VLLM_* environment variables that change memory (e.g. VLLM_ALLOW_LONG_MAX_MODEL_LEN).
+    env: dict[str, str] = Field(default_factory=dict)
+    # Values that exist but cannot be known here (valueFrom, envFrom, --config files), by flag.
+    unresolved: tuple[str, ...] = ()
+    # Where each stated value came from, e.g. {"max_model_len": "args[3]"}.
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    def stated(self) -> dict[str, object]:
+        """Only the memory-relevant values the launch sets."""
+        return {name: getattr(self, name) for name in MEMORY_FIELDS if getattr(self, name) is not None}
+
+
+GpuTypeSource = Literal[
+    "annotation",
+    "node-selector",
+    "node-affinity",
+    "gke-accelerator",
+    "amd-label",
+    "instance-type",
+    "mig-resource",
+    "default",
+    "cli",
+    "unknown",
+]
+
+
+class GpuRequest(BaseModel):
+    """The GPUs one replica of a launch gets, and how their type was decided."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: Optional[int] = None  # GPUs per replica (for LeaderWorkerSet: per group)
+    resource: Optional[str] = None  # e.g. "nvidia.com/gpu", "amd.com/gpu", "nvidia.com/mig-3g.40gb"
+    type: Optional[str] = None  # a GPU catalog name or alias, or a size such as "40GiB"
+    type_source: GpuTypeSource = "unknown"

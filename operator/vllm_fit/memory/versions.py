@@ -1,0 +1,74 @@
+"""What changes with the vLLM version: code behaviour read from vLLM's source.
+
+Each switch cites the first release whose wheel has it (see profiles/README.md, "vLLM memory
+accounting by version", for the reading of the source). Measured constants (activation,
+non-torch, CUDA graphs) are not here: they live in profiles/vllm-runtime.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import VllmFitError
+
+DEFAULT_VLLM_VERSION = "0.11.0"
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", str(text).strip())
+    if not match:
+        raise VllmFitError(f"vLLM version {text!r} is not of the form X.Y.Z")
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+class VllmBehaviour(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    # 0.20.0: default --gpu-memory-utilization 0.9 -> 0.92 (together with the CUDA-graph estimate).
+    default_gpu_memory_utilization: float
+    # 0.20.0: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1: the estimate is subtracted.
+    subtracts_cuda_graph_estimate: bool
+    # 0.14.0: requested = ceil(total * util) (vllm/v1/worker/utils.py request_memory).
+    requested_is_ceiled: bool
+    # 0.21.0: "GPU KV cache size" tokens = int(max_concurrency * max_model_len).
+    tokens_from_concurrency: bool
+    # 0.29: concurrency = num_blocks / sum over groups of cdiv(usage, page).
+    per_group_concurrency_cdiv: bool
+    # 0.14.0: the max-seq-len check is done on groups; 0.19.0: it sums all groups, not the first.
+    check_uses_groups: bool
+    check_sums_all_groups: bool
+    # 0.14.0: --max-model-len auto / -1.
+    supports_auto_max_model_len: bool
+    # 0.11-0.17 --block-size choices; any positive int from 0.18.
+    block_size_choices: tuple[int, ...]
+    # 0.26: sliding-window reserve uses max_in_flight_tokens (~2x max_num_batched_tokens with async scheduling).
+    sliding_window_in_flight_factor: int
+    # 0.29: the null block is held back from the checks.
+    holds_back_null_block: bool
+    # 0.29: B200-class (>= 160 GiB) serve default max_num_batched_tokens 16384.
+    large_gpu_batch_tier: bool
+
+
+@lru_cache(maxsize=64)
+def behaviour_for(version: str) -> VllmBehaviour:
+    v = parse_version(version)
+    return VllmBehaviour(
+        version=".".join(map(str, v)),
+        default_gpu_memory_utilization=0.92 if v >= (0, 20, 0) else 0.9,
+        subtracts_cuda_graph_estimate=v >= (0, 20, 0),
+        requested_is_ceiled=v >= (0, 14, 0),
+        tokens_from_concurrency=v >= (0, 21, 0),
+        per_group_concurrency_cdiv=v >= (0, 29, 0),
+        check_uses_groups=v >= (0, 14, 0),
+        check_sums_all_groups=v >= (0, 19, 0),
+        supports_auto_max_model_len=v >= (0, 14, 0),
+        block_size_choices=(1, 8, 16, 32, 64, 128) if v < (0, 18, 0) else (),
+        sliding_window_in_flight_factor=2 if v >= (0, 26, 0) else 1,
+        holds_back_null_block=v >= (0, 29, 0),
+        large_gpu_batch_tier=v >= (0, 29, 0),
+    )
