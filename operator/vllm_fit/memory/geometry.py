@@ -96,6 +96,9 @@ class ModelGeometry(BaseModel):
     attention_sinks: bool = False
     rotary_dim: int = 0
     rotary_cache_positions: int = 0
+    # vLLM builds the RoPE cache in the model dtype, except where the model asks otherwise
+    # (gpt_oss.py calls get_rope(..., dtype=torch.float32)).
+    rope_cache_dtype_bytes: int = 2
     num_mtp_layers: int = 0  # DeepSeek-style next-token-prediction layers vLLM does not load for serving
 
     @property
@@ -348,5 +351,6 @@ def geometry_from_config(config: dict[str, Any]) -> ModelGeometry:
         attention_sinks=model_type == "gpt_oss",
         rotary_dim=rotary_dim,
         rotary_cache_positions=cache_positions,
+        rope_cache_dtype_bytes=4 if model_type == "gpt_oss" else 2,
         num_mtp_layers=int(text.get("num_nextn_predict_layers") or 0),
     )

@@ -15,7 +15,11 @@ Each tensor family of the architecture is placed the way vLLM's layers place it 
 - RoPE: one cos/sin cache per rank, `positions x rotary_dim` in the model dtype
   (`RotaryEmbedding._compute_cos_sin_cache`, cast to the model dtype in __init__).
 Quantized linear layers are priced with the storage vLLM allocates for the scheme
-(`create_weights` of the quantization method): see `_linear_bytes`.
+(`create_weights` of the quantization method): see `_linear_allocs`.
+
+"Model loading took" is torch's `max_memory_allocated()` after `empty_cache()`, so it counts
+allocator blocks, not tensor bytes: see `allocator_block_bytes`. vLLM fuses q/k/v into one
+tensor and gate/up into one, so each is one allocation.
 """
 
 from __future__ import annotations
@@ -32,6 +36,29 @@ Parallel = Literal["column", "row", "kv", "replicated", "experts_in", "experts_o
 Placement = Literal["layer", "first", "last", "every"]
 
 VOCAB_PADDING = 64  # vllm/model_executor/layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE
+
+# PyTorch CUDACachingAllocator (c10/cuda/CUDACachingAllocator.cpp) constants.
+_MIB = 1 << 20
+_SMALL_SIZE = _MIB  # kSmallSize: requests up to 1 MiB come from the small pool
+_MIN_LARGE_ALLOC = 10 * _MIB  # kMinLargeAlloc: below this a new large segment is 20 MiB (kLargeBuffer)
+_LARGE_BUFFER = 20 * _MIB
+_ROUND_LARGE = 2 * _MIB  # kRoundLarge: larger segments are rounded up to 2 MiB
+_MIN_BLOCK = 512  # kMinBlockSize
+
+
+def allocator_block_bytes(size: float) -> int:
+    """Bytes torch counts as allocated for one tensor of `size` bytes in a fresh segment.
+
+    A large-pool segment is split only when more than kSmallSize (1 MiB) would remain
+    (`should_split`); otherwise the whole segment is the block. This is why a 125 MiB tensor
+    counts as 126 MiB.
+    """
+    size = int(math.ceil(size))
+    rounded = -(-size // _MIN_BLOCK) * _MIN_BLOCK
+    if size <= _SMALL_SIZE:
+        return rounded
+    segment = _LARGE_BUFFER if size < _MIN_LARGE_ALLOC else -(-size // _ROUND_LARGE) * _ROUND_LARGE
+    return segment if segment - rounded <= _SMALL_SIZE else rounded
 
 
 def pad_vocab(vocab: int) -> int:
@@ -50,13 +77,13 @@ def pp_layer_counts(num_layers: int, pp: int) -> list[int]:
 
 @dataclass(frozen=True)
 class _Tensor:
-    name: str
-    rows: int  # output features (N) or vocab rows
+    name: str  # tensor family, for the breakdown
+    rows: int  # output features (N)
     cols: int  # input features (K)
     parallel: Parallel
     quantizable: bool
     copies: int = 1  # experts
-    group: str = "layer"
+    alloc: str = ""  # tensors with the same alloc key in a layer are one fused vLLM parameter
 
 
 class WeightsEstimate(BaseModel):
@@ -84,42 +111,49 @@ def _quantized_module(quant: Optional[QuantConfig], name: str) -> bool:
     return True
 
 
-def _linear_bytes(rows: int, cols: int, quant: Optional[QuantConfig], dtype_b: int, quantized: bool) -> float:
-    """Bytes vLLM allocates for one (rows x cols) linear weight under the checkpoint's scheme."""
+def _linear_allocs(rows: int, cols: int, quant: Optional[QuantConfig], dtype_b: int, quantized: bool,
+                   hopper_mxfp4: bool = False) -> dict[str, float]:
+    """Bytes vLLM allocates for one (rows x cols) linear under the checkpoint's scheme, by parameter."""
     elements = rows * cols
     if not quantized or quant is None:
-        return elements * dtype_b
+        return {"weight": elements * dtype_b}
     method, bits = quant.method, quant.weight_bits or 8
     if method == "fp8":
         if quant.block_size:
             # Fp8LinearMethod block quant: fp32 weight_scale_inv [cdiv(N,bn), cdiv(K,bk)].
             bn, bk = quant.block_size
-            return elements + math.ceil(rows / bn) * math.ceil(cols / bk) * 4
-        return elements + 4  # per-tensor fp32 scale
+            return {"weight": elements, "scale": math.ceil(rows / bn) * math.ceil(cols / bk) * 4}
+        return {"weight": elements, "scale": 4}  # per-tensor fp32 scale
     if method == "compressed-tensors":
         if bits >= 8:
-            # CompressedTensorsW8A8Fp8 / W8A8Int8: fp32 channel scale [N, 1] (per-tensor: one).
+            # CompressedTensorsW8A8Fp8 / W8A8Int8: fp32 channel scale [N, 1] (per-tensor: one value).
             scale = rows * 4 if quant.strategy in ("channel", None) else 4
             if quant.strategy == "block" and quant.block_size:
                 bn, bk = quant.block_size
                 scale = math.ceil(rows / bn) * math.ceil(cols / bk) * 4
-            return elements + scale
+            return {"weight": elements, "scale": scale}
         group = quant.group_size or cols
         # W4A16 (Marlin): packed int32 weights plus model-dtype scales [K/group, N].
-        return elements * bits / 8 + math.ceil(cols / group) * rows * dtype_b
+        return {"weight": elements * bits / 8, "scale": math.ceil(cols / group) * rows * dtype_b}
     if method in ("awq", "gptq"):
         group = quant.group_size if quant.group_size and quant.group_size > 0 else cols
         groups = math.ceil(cols / group)
-        packed_zeros = groups * rows * 4 / (32 / bits)  # qzeros int32, packed like the weights
-        g_idx = cols * 4 if method == "gptq" else 0
-        return elements * bits / 8 + groups * rows * dtype_b + packed_zeros + g_idx
+        allocs = {"weight": elements * bits / 8, "scale": groups * rows * dtype_b,
+                  "zeros": groups * rows * 4 / (32 / bits)}  # qzeros int32, packed like the weights
+        if method == "gptq":
+            allocs["g_idx"] = cols * 4
+        return allocs
     if method == "mxfp4":
-        # 4-bit values packed two per uint8 plus one uint8 e8m0 scale per 32 values
-        # (Mxfp4MoEMethod.create_weights).
-        return elements / 2 + elements / 32
+        # Mxfp4MoEMethod.create_weights: 4-bit values two per uint8, one uint8 e8m0 scale per 32.
+        allocs = {"weight": elements / 2, "scale": elements / 32}
+        if hopper_mxfp4:
+            # process_weights_after_loading (Triton backend, SM90) keeps the loaded scales and
+            # adds a copy swizzled by HopperMXScaleLayout, whose rows are padded to 256.
+            allocs["scale_swizzled"] = (-(-rows // 256) * 256) * cols / 32
+        return allocs
     if method == "bitsandbytes":
-        return elements * bits / 8 + (elements / 64 * 4 if bits == 4 else rows * 4)
-    return elements * (bits / 8)
+        return {"weight": elements * bits / 8, "scale": (elements / 64 * 4 if bits == 4 else rows * 4)}
+    return {"weight": elements * (bits / 8)}
 
 
 def _layer_tensors(g: ModelGeometry, layer: int) -> list[_Tensor]:
@@ -129,52 +163,57 @@ def _layer_tensors(g: ModelGeometry, layer: int) -> list[_Tensor]:
         m = g.mla
         qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
         if m.q_lora_rank:
-            tensors.append(_Tensor("attn.q_a_proj", m.q_lora_rank, h, "replicated", True))
-            tensors.append(_Tensor("norms", 1, m.q_lora_rank, "replicated", False))
-            tensors.append(_Tensor("attn.q_b_proj", g.num_attention_heads * qk_head, m.q_lora_rank, "column", True))
+            # q_a_proj and kv_a_proj_with_mqa are one fused replicated parameter in vLLM.
+            tensors.append(_Tensor("attn.q_a_proj", m.q_lora_rank, h, "replicated", True, alloc="fused_qkv_a"))
+            tensors.append(_Tensor("norms", 1, m.q_lora_rank, "replicated", False, alloc="q_a_norm"))
+            tensors.append(_Tensor("attn.q_b_proj", g.num_attention_heads * qk_head, m.q_lora_rank, "column", True,
+                                   alloc="q_b"))
         else:
-            tensors.append(_Tensor("attn.q_proj", g.num_attention_heads * qk_head, h, "column", True))
-        tensors.append(_Tensor("attn.kv_a_proj_with_mqa", m.kv_lora_rank + m.qk_rope_head_dim, h, "replicated", True))
-        tensors.append(_Tensor("norms", 1, m.kv_lora_rank, "replicated", False))
+            tensors.append(_Tensor("attn.q_proj", g.num_attention_heads * qk_head, h, "column", True, alloc="q"))
+        tensors.append(_Tensor("attn.kv_a_proj_with_mqa", m.kv_lora_rank + m.qk_rope_head_dim, h, "replicated", True,
+                               alloc="fused_qkv_a"))
+        tensors.append(_Tensor("norms", 1, m.kv_lora_rank, "replicated", False, alloc="kv_a_norm"))
         tensors.append(_Tensor("attn.kv_b_proj", g.num_attention_heads * (m.qk_nope_head_dim + m.v_head_dim),
-                               m.kv_lora_rank, "column", True))
-        tensors.append(_Tensor("attn.o_proj", h, g.num_attention_heads * m.v_head_dim, "row", True))
+                               m.kv_lora_rank, "column", True, alloc="kv_b"))
+        tensors.append(_Tensor("attn.o_proj", h, g.num_attention_heads * m.v_head_dim, "row", True, alloc="o"))
     else:
         d = g.head_dim
-        tensors.append(_Tensor("attn.q_proj", g.num_attention_heads * d, h, "column", True))
-        tensors.append(_Tensor("attn.kv_proj", 2 * g.num_kv_heads * d, h, "kv", True))
-        tensors.append(_Tensor("attn.o_proj", h, g.num_attention_heads * d, "row", True))
+        tensors.append(_Tensor("attn.q_proj", g.num_attention_heads * d, h, "column", True, alloc="qkv"))
+        tensors.append(_Tensor("attn.kv_proj", 2 * g.num_kv_heads * d, h, "kv", True, alloc="qkv"))
+        tensors.append(_Tensor("attn.o_proj", h, g.num_attention_heads * d, "row", True, alloc="o"))
         if g.qkv_bias:
-            tensors.append(_Tensor("attn.bias", g.num_attention_heads * d, 1, "column", False))
-            tensors.append(_Tensor("attn.bias", 2 * g.num_kv_heads * d, 1, "kv", False))
+            tensors.append(_Tensor("attn.bias", g.num_attention_heads * d, 1, "column", False, alloc="qkv_bias"))
+            tensors.append(_Tensor("attn.bias", 2 * g.num_kv_heads * d, 1, "kv", False, alloc="qkv_bias"))
         if g.o_bias:
-            tensors.append(_Tensor("attn.bias", h, 1, "replicated", False))
+            tensors.append(_Tensor("attn.bias", h, 1, "replicated", False, alloc="o_bias"))
         if g.qk_norm:
-            tensors.append(_Tensor("norms", 2, d, "replicated", False))
+            tensors.append(_Tensor("norms", 1, d, "replicated", False, alloc="q_norm"))
+            tensors.append(_Tensor("norms", 1, d, "replicated", False, alloc="k_norm"))
         if g.attention_sinks:
-            tensors.append(_Tensor("attn.sinks", g.num_attention_heads, 1, "column", False))
+            tensors.append(_Tensor("attn.sinks", g.num_attention_heads, 1, "column", False, alloc="sinks"))
     norms_per_layer = 4 if g.model_type.startswith("gemma") else 2
-    tensors.append(_Tensor("norms", norms_per_layer, h, "replicated", False))
+    for i in range(norms_per_layer):
+        tensors.append(_Tensor("norms", 1, h, "replicated", False, alloc=f"norm{i}"))
     moe = g.moe
     if moe and layer in moe.moe_layers:
         e, ie = moe.num_experts, moe.expert_intermediate_size
-        tensors.append(_Tensor("router", e, h, "replicated", False))
+        tensors.append(_Tensor("router", e, h, "replicated", False, alloc="router"))
         if moe.router_bias:
-            tensors.append(_Tensor("router", e, 1, "replicated", False))
-        tensors.append(_Tensor("experts.w13", 2 * ie, h, "experts_out", True, copies=e))
-        tensors.append(_Tensor("experts.w2", h, ie, "experts_in", True, copies=e))
+            tensors.append(_Tensor("router", e, 1, "replicated", False, alloc="router_bias"))
+        tensors.append(_Tensor("experts.w13", 2 * ie, h, "experts_out", True, copies=e, alloc="w13"))
+        tensors.append(_Tensor("experts.w2", h, ie, "experts_in", True, copies=e, alloc="w2"))
         if moe.expert_bias:
-            tensors.append(_Tensor("experts.bias", 2 * ie, 1, "experts_out", False, copies=e))
-            tensors.append(_Tensor("experts.bias", h, 1, "replicated", False, copies=e))
+            tensors.append(_Tensor("experts.bias", 2 * ie, 1, "experts_out", False, copies=e, alloc="w13_bias"))
+            tensors.append(_Tensor("experts.bias", h, 1, "replicated", False, copies=e, alloc="w2_bias"))
         if moe.num_shared_experts:
             si = moe.shared_expert_intermediate_size
-            tensors.append(_Tensor("mlp.shared_gate_up", 2 * si, h, "column", True))
-            tensors.append(_Tensor("mlp.shared_down", h, si, "row", True))
+            tensors.append(_Tensor("mlp.shared_gate_up", 2 * si, h, "column", True, alloc="shared_gate_up"))
+            tensors.append(_Tensor("mlp.shared_down", h, si, "row", True, alloc="shared_down"))
         if g.model_type.startswith("deepseek"):
-            tensors.append(_Tensor("router", e, 1, "replicated", False))  # e_score_correction_bias
+            tensors.append(_Tensor("router", e, 1, "replicated", False, alloc="e_score_bias"))
     else:
-        tensors.append(_Tensor("mlp.gate_up", 2 * g.intermediate_size, h, "column", True))
-        tensors.append(_Tensor("mlp.down", h, g.intermediate_size, "row", True))
+        tensors.append(_Tensor("mlp.gate_up", 2 * g.intermediate_size, h, "column", True, alloc="gate_up"))
+        tensors.append(_Tensor("mlp.down", h, g.intermediate_size, "row", True, alloc="down"))
     return tensors
 
 
@@ -216,62 +255,74 @@ def estimate_weights(
     model_dtype_bytes: int = 2,
     runtime_quant: Optional[QuantConfig] = None,
     extra_params: int = 0,
-    extra_params_note: str = "",
+    hopper: bool = True,
 ) -> WeightsEstimate:
     """Weights on each rank of one replica. `runtime_quant` is online `-q fp8` on an unquantized checkpoint."""
     quant = g.quant or runtime_quant
     expert_group = tp * dp
+    hopper_mxfp4 = hopper and quant is not None and quant.method == "mxfp4"
     notes: list[str] = []
-    stage_layers = pp_layer_counts(g.num_layers, pp)
-    stage_bytes: list[float] = []
-    stage_peak: list[float] = []
-    stage_breakdown: list[dict[str, float]] = []
+    stage_bytes: list[int] = []
+    stage_peak: list[int] = []
+    stage_breakdown: list[dict[str, int]] = []
     first = 0
     vpad = pad_vocab(g.vocab_size)
-    for stage, count in enumerate(stage_layers):
-        breakdown: dict[str, float] = {}
-        peak = 0.0
+    counts = pp_layer_counts(g.num_layers, pp)
+    for stage, count in enumerate(counts):
+        breakdown: dict[str, int] = {}
+        peak = 0
         for layer in range(first, first + count):
+            allocs: dict[tuple[str, str], float] = {}
+            family_of: dict[tuple[str, str], str] = {}
+            unquantized: dict[str, float] = {}
             for t in _layer_tensors(g, layer):
                 rows, cols, copies = _shard(t, g, tp, expert_group, expert_parallel)
-                quantized = _quantized_module(quant, t.name) and cols > 1
-                nbytes = copies * _linear_bytes(rows, cols, quant, model_dtype_bytes, quantized)
-                key = t.name.split(".")[0] if t.name.startswith(("attn", "mlp")) else t.name.split(".")[0]
-                breakdown[key] = breakdown.get(key, 0.0) + nbytes
-                peak += copies * rows * cols * model_dtype_bytes if (runtime_quant and quantized) else nbytes
+                quantized = t.quantizable and _quantized_module(quant, t.name)
+                parts = _linear_allocs(rows, cols, quant, model_dtype_bytes, quantized, hopper_mxfp4)
+                if hopper_mxfp4 and t.name == "experts.bias":
+                    parts = {"weight": rows * cols * 4}  # the Triton path keeps expert biases in fp32
+                for part, nbytes in parts.items():
+                    key = (t.alloc or t.name, part)
+                    allocs[key] = allocs.get(key, 0.0) + copies * nbytes
+                    family_of[key] = t.name.split(".")[0]
+                if runtime_quant and quantized:
+                    unquantized[t.alloc] = unquantized.get(t.alloc, 0.0) + copies * rows * cols * model_dtype_bytes
+            layer_total = 0
+            for key, nbytes in allocs.items():
+                block = allocator_block_bytes(nbytes)
+                breakdown[family_of[key]] = breakdown.get(family_of[key], 0) + block
+                layer_total += block
+            peak += layer_total + sum(allocator_block_bytes(b) for b in unquantized.values())
         first += count
-        embed = vpad // tp * g.hidden_size * model_dtype_bytes
+        embed = allocator_block_bytes(vpad // tp * g.hidden_size * model_dtype_bytes)
         if stage == 0:
             breakdown["embedding"] = embed
-            peak += embed
         if stage == pp - 1:
             if not g.tie_word_embeddings or pp > 1:
                 breakdown["lm_head"] = embed
-                peak += embed
-            breakdown["norms"] = breakdown.get("norms", 0.0) + g.hidden_size * model_dtype_bytes
-        rope = g.rotary_cache_positions * g.rotary_dim * model_dtype_bytes
-        breakdown["rope_cache"] = rope
-        peak += rope
+            breakdown["norms"] = breakdown.get("norms", 0) + allocator_block_bytes(g.hidden_size * model_dtype_bytes)
+        breakdown["rope_cache"] = allocator_block_bytes(g.rotary_cache_positions * g.rotary_dim * g.rope_cache_dtype_bytes)
         if stage == 0 and extra_params:
             breakdown["other"] = extra_params * model_dtype_bytes
-            peak += extra_params * model_dtype_bytes
         total = sum(breakdown.values())
+        non_layer = total - sum(v for k, v in breakdown.items() if k in ("attn", "mlp", "experts", "router", "norms"))
         stage_bytes.append(total)
-        stage_peak.append(max(total, peak))
+        stage_peak.append(max(total, peak + non_layer))
         stage_breakdown.append(breakdown)
     deciding = max(range(pp), key=lambda s: stage_bytes[s])
-    if extra_params_note:
-        notes.append(extra_params_note)
     if runtime_quant:
         notes.append("online -q fp8: vLLM allocates every linear layer in the model dtype first and "
                      "quantizes after loading, so the load peak is the unquantized size")
-    replica = sum(stage_bytes) * tp  # upper bound: replicated tensors counted on every rank
+    if quant is not None and quant.method == "mxfp4":
+        notes.append("MXFP4 experts priced for vLLM's Triton backend on Hopper (loaded scales kept plus a "
+                     "swizzled copy, fp32 expert biases)" if hopper_mxfp4 else
+                     "MXFP4 experts priced as packed values plus scales; vLLM's backend-specific layouts add more")
     return WeightsEstimate(
-        per_rank_bytes=int(stage_bytes[deciding]),
-        per_stage_bytes=tuple(int(b) for b in stage_bytes),
-        load_peak_bytes=int(max(stage_peak)),
-        replica_bytes=int(replica),
-        breakdown_bytes={k: int(v) for k, v in stage_breakdown[deciding].items()},
+        per_rank_bytes=stage_bytes[deciding],
+        per_stage_bytes=tuple(stage_bytes),
+        load_peak_bytes=max(stage_peak),
+        replica_bytes=sum(stage_bytes) * tp,
+        breakdown_bytes=stage_breakdown[deciding],
         basis="architecture",
         notes=tuple(notes),
     )

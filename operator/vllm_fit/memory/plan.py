@@ -1,0 +1,502 @@
+"""The per-rank memory plan: what vLLM will log at startup, whether it starts, and what would.
+
+vLLM's identity per rank (v0.11.0 Worker.determine_available_memory):
+    available_kv = total x util - weights - activation - non_torch    (- cuda_graph from 0.20)
+with `--kv-cache-memory-bytes` replacing the whole right-hand side. The KV cache is then cut
+into blocks (kv_cache.py) and the engine refuses to start when nothing is left or one request
+of max_model_len does not fit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..launch.model import VllmLaunch
+from .geometry import ModelGeometry
+from .gpu import GIB, GpuSpec
+from .kv_cache import (
+    ChunkedLocalAttentionSpec,
+    FullAttentionSpec,
+    KvLayout,
+    KvSpec,
+    MLAAttentionSpec,
+    SlidingWindowSpec,
+    build_layout,
+)
+from .model_info import ModelInfo
+from .runtime import RuntimeConstants, RuntimeProfiles, runtime_constants
+from .settings import InvalidSetting, Settings, resolve_settings
+from .versions import DEFAULT_VLLM_VERSION
+from .weights import WeightsEstimate, estimate_weights, pad_vocab, pp_layer_counts
+
+Severity = Literal["error", "warning"]
+DEFAULT_CONCURRENCY_THRESHOLD = 2.0
+DEFAULT_GPUS_PER_NODE = 8
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    code: str
+    severity: Severity
+    message: str
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    fits: bool
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def errors(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.severity == "warning")
+
+
+class PerGpu(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    weights_gib: float
+    activation_gib: float
+    non_torch_gib: float
+    cuda_graph_gib: float
+    requested_gib: float
+    kv_cache_gib: float
+
+
+class KvCache(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    bytes_per_token: int
+    block_size: int
+    blocks: int
+    tokens: int
+    max_model_len: int
+    max_concurrency: float
+    kv_cache_dtype: str
+    groups: tuple[str, ...] = ()
+    bytes_needed_for_max_model_len: int = 0
+
+
+class Suggestions(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    tensor_parallel_size: Optional[int] = None
+    tensor_parallel_kv_cache_gib: Optional[float] = None
+    tensor_parallel_max_concurrency: Optional[float] = None
+    max_model_len: Optional[int] = None
+    kv_cache_dtype: Optional[str] = None
+    multi_node: Optional[dict[str, int]] = None
+
+
+class MemoryPlan(BaseModel):
+    """The result: per-GPU memory, the KV cache, a verdict with reasons, and suggestions."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    vllm_version: str
+    profile_band: str
+    gpu: dict[str, object]
+    parallel: dict[str, int]
+    per_gpu: PerGpu
+    kv_cache: KvCache
+    verdict: Verdict
+    suggestions: Suggestions
+    settings: dict[str, object] = Field(default_factory=dict)
+    sources: dict[str, str] = Field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def to_json_dict(self) -> dict[str, object]:
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- validity
+
+def parallelism_problems(g: ModelGeometry, tp: int, pp: int, dp: int = 1, *, expert_parallel: bool = False,
+                         block_fp8: Optional[tuple[int, int]] = None) -> list[str]:
+    """The checks vLLM makes on TP/PP (ModelConfig.verify_with_parallel_config, QKVParallelLinear,
+    VocabParallelEmbedding, divide(), fp8 block shapes)."""
+    problems: list[str] = []
+    if g.num_attention_heads % tp:
+        problems.append(f"Total number of attention heads ({g.num_attention_heads}) must be divisible by tensor "
+                        f"parallel size ({tp})")
+    if not g.mla:
+        kv = g.num_kv_heads
+        if (kv >= tp and kv % tp) or (kv < tp and tp % kv):
+            problems.append(f"{kv} KV heads can be neither split nor replicated evenly over TP={tp}")
+    padded = pad_vocab(g.vocab_size)
+    if padded % tp:
+        problems.append(f"padded vocab {padded} is not divisible by TP={tp}")
+    if (not g.moe or len(g.moe.moe_layers) < g.num_layers) and g.intermediate_size % tp:
+        problems.append(f"intermediate_size {g.intermediate_size} is not divisible by TP={tp}")
+    if g.moe and not expert_parallel and g.moe.expert_intermediate_size % (tp * dp):
+        problems.append(f"expert intermediate size {g.moe.expert_intermediate_size} is not divisible by TPxDP={tp * dp}")
+    if block_fp8:
+        bn = block_fp8[0]
+        if (g.intermediate_size // tp) % bn and (not g.moe or len(g.moe.moe_layers) < g.num_layers):
+            problems.append(f"Weight output_partition_size = {g.intermediate_size // tp} is not divisible by weight "
+                            f"quantization block_n = {bn}")
+        if g.moe and not expert_parallel and (g.moe.expert_intermediate_size // (tp * dp)) % bn:
+            problems.append(f"expert intermediate_size_per_partition {g.moe.expert_intermediate_size // (tp * dp)} "
+                            f"is not divisible by the fp8 block {bn}")
+    if pp > g.num_layers:
+        problems.append(f"PP={pp} is more than the {g.num_layers} decoder layers")
+    return problems
+
+
+def valid_tensor_parallel_sizes(model: ModelInfo, up_to: int) -> list[int]:
+    g = model.geometry
+    block = g.quant.block_size if g.quant and g.quant.method == "fp8" else None
+    return [tp for tp in range(1, up_to + 1) if not parallelism_problems(g, tp, 1, block_fp8=block)]
+
+
+# ---------------------------------------------------------------- evaluation
+
+def _layer_specs(g: ModelGeometry, layers: range, s: Settings) -> list[KvSpec]:
+    specs: list[KvSpec] = []
+    tp = s.tensor_parallel_size
+    for i in layers:
+        common = dict(block_size=s.block_size, dtype_bytes=s.kv_cache_dtype_bytes)
+        if g.mla:
+            specs.append(MLAAttentionSpec(num_kv_heads=1, head_size=g.mla.kv_lora_rank + g.mla.qk_rope_head_dim, **common))
+            continue
+        heads = max(1, g.num_kv_heads // tp)
+        kind = g.layer_attention[i]
+        if kind == "sliding" and g.sliding_window and not s.disable_sliding_window:
+            specs.append(SlidingWindowSpec(num_kv_heads=heads, head_size=g.head_dim, sliding_window=g.sliding_window, **common))
+        elif kind == "chunked" and g.attention_chunk_size:
+            specs.append(ChunkedLocalAttentionSpec(num_kv_heads=heads, head_size=g.head_dim,
+                                                   attention_chunk_size=g.attention_chunk_size, **common))
+        else:
+            specs.append(FullAttentionSpec(num_kv_heads=heads, head_size=g.head_dim, **common))
+    return specs
+
+
+class _Stage(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    weights_bytes: int
+    available_bytes: int
+    layout: Optional[KvLayout]
+    num_blocks: int
+
+
+class _Evaluation(BaseModel):
+    """Numbers for one setting, before suggestions (cheap enough to run for every TP)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    settings: Settings
+    weights: WeightsEstimate
+    constants: RuntimeConstants
+    requested_bytes: float
+    stage: _Stage  # the deciding stage (fewest blocks)
+    num_blocks: int
+    in_flight: int
+    problems: tuple[str, ...]
+    weights_exceed: bool
+    physical_bytes: float
+    cuda_graph_subtracted: bool
+
+    @property
+    def available_bytes(self) -> int:
+        return self.stage.available_bytes
+
+    @property
+    def layout(self) -> Optional[KvLayout]:
+        return self.stage.layout
+
+    @property
+    def max_len_fits(self) -> bool:
+        layout = self.layout
+        if layout is None:
+            return True
+        b = self.settings.behaviour
+        return layout.bytes_needed(self.settings.max_model_len, self.in_flight, b) <= self.available_bytes
+
+    @property
+    def concurrency(self) -> float:
+        if self.layout is None:
+            return math.inf
+        return self.layout.max_concurrency(self.num_blocks, self.settings.max_model_len, self.in_flight,
+                                           self.settings.behaviour)
+
+    @property
+    def starts(self) -> bool:
+        return not self.problems and not self.weights_exceed and self.available_bytes > 0 and self.max_len_fits
+
+
+def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles) -> _Evaluation:
+    g = model.geometry
+    b = s.behaviour
+    tp, pp, dp = s.tensor_parallel_size, s.pipeline_parallel_size, s.data_parallel_size
+    block = g.quant.block_size if g.quant and g.quant.method == "fp8" else None
+    problems = parallelism_problems(g, tp, pp, dp, expert_parallel=s.enable_expert_parallel, block_fp8=block)
+    extra, _ = model.extra_params()
+    weights = estimate_weights(g, tp=tp, pp=pp, dp=dp, expert_parallel=s.enable_expert_parallel,
+                               model_dtype_bytes=s.dtype_bytes, runtime_quant=s.runtime_quant, extra_params=extra)
+    constants = runtime_constants(profiles, s.vllm_version, model_id=model.model_id, architecture=g.architecture,
+                                  is_moe=g.moe is not None, is_multimodal=g.is_multimodal, tp=tp, pp=pp,
+                                  enforce_eager=s.enforce_eager)
+    total = gpu.total_bytes
+    requested = total * s.gpu_memory_utilization
+    if b.requested_is_ceiled:
+        requested = math.ceil(requested)
+    subtract_graphs = b.subtracts_cuda_graph_estimate and not s.enforce_eager
+    overhead = (constants.activation_gib + constants.non_torch_gib
+                + (max(constants.cuda_graph_gib, 0.0) if subtract_graphs else 0.0)) * GIB
+    in_flight = s.max_num_batched_tokens * (b.sliding_window_in_flight_factor if pp == 1 else pp)
+    stages: list[_Stage] = []
+    first = 0
+    for stage_index, count in enumerate(pp_layer_counts(g.num_layers, pp)):
+        w = weights.per_stage_bytes[stage_index]
+        if s.kv_cache_memory_bytes is not None:
+            available = s.kv_cache_memory_bytes
+        else:
+            available = int(requested - w - overhead)
+        layout = build_layout(_layer_specs(g, range(first, first + count), s), hybrid_manager=s.hybrid_kv_cache_manager)
+        first += count
+        if layout is None:
+            blocks = 1
+        else:
+            usable = available - (layout.bytes_per_block if b.holds_back_null_block else 0)
+            blocks = layout.num_blocks(usable)
+        if s.num_gpu_blocks_override is not None:
+            blocks = s.num_gpu_blocks_override
+        stages.append(_Stage(weights_bytes=w, available_bytes=available, layout=layout, num_blocks=blocks))
+    deciding = min(stages, key=lambda st: (st.num_blocks, st.available_bytes))
+    context = profiles.cuda_context_gib.value * GIB
+    physical = total - context
+    return _Evaluation(
+        settings=s, weights=weights, constants=constants, requested_bytes=requested, stage=deciding,
+        num_blocks=min(st.num_blocks for st in stages), in_flight=in_flight, problems=tuple(problems),
+        weights_exceed=weights.load_peak_bytes > physical, physical_bytes=physical,
+        cuda_graph_subtracted=subtract_graphs,
+    )
+
+
+# ---------------------------------------------------------------- the public entry point
+
+def _fmt_gib(num_bytes: float) -> str:
+    return f"{num_bytes / GIB:.2f}"
+
+
+def _short(model_id: str) -> str:
+    return model_id.rsplit("/", 1)[-1]
+
+
+def plan(
+    model: ModelInfo,
+    launch: VllmLaunch,
+    gpu: GpuSpec,
+    profiles: RuntimeProfiles,
+    *,
+    gpus_given: Optional[int] = None,
+    gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
+    concurrency_threshold: float = DEFAULT_CONCURRENCY_THRESHOLD,
+    default_version: str = DEFAULT_VLLM_VERSION,
+    suggest: bool = True,
+) -> MemoryPlan:
+    """Predict vLLM's startup memory for one launch on one GPU type. Raises VllmFitError on bad input."""
+    g = model.geometry
+    try:
+        s = resolve_settings(launch, g, gpu, default_version=default_version)
+    except InvalidSetting as exc:
+        return _invalid_plan(model, launch, gpu, profiles, str(exc), default_version)
+    ev = _evaluate(model, s, gpu, profiles)
+    if s.max_model_len_auto and ev.layout is not None and ev.available_bytes > 0 and not ev.max_len_fits:
+        fitted = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
+        if fitted > 0:
+            s = s.model_copy(update={"max_model_len": fitted})
+            ev = _evaluate(model, s, gpu, profiles)
+
+    suggestions = _suggest(model, s, gpu, profiles, ev, gpus_per_node) if suggest else Suggestions()
+    reasons = _reasons(model, s, gpu, ev, suggestions, gpus_given, concurrency_threshold)
+    fits = not any(r.severity == "error" for r in reasons)
+    return _assemble(model, s, gpu, ev, reasons, fits, suggestions)
+
+
+def _invalid_plan(model: ModelInfo, launch: VllmLaunch, gpu: GpuSpec, profiles: RuntimeProfiles, message: str,
+                  default_version: str) -> MemoryPlan:
+    version = launch.vllm_version or default_version
+    reason = Reason(code="invalid-argument", severity="error", message=f"vLLM would refuse to start: {message}")
+    zero = PerGpu(weights_gib=0, activation_gib=0, non_torch_gib=0, cuda_graph_gib=0, requested_gib=0, kv_cache_gib=0)
+    return MemoryPlan(
+        model=model.model_id, vllm_version=version, profile_band=profiles.band_for(version).name,
+        gpu={"name": gpu.name, "total_gib": round(gpu.total_gib, 2), "nominal": gpu.nominal},
+        parallel={"tensor_parallel_size": launch.tensor_parallel_size or 1,
+                  "pipeline_parallel_size": launch.pipeline_parallel_size or 1,
+                  "data_parallel_size": launch.data_parallel_size or 1},
+        per_gpu=zero,
+        kv_cache=KvCache(bytes_per_token=0, block_size=launch.block_size or 16, blocks=0, tokens=0,
+                         max_model_len=launch.max_model_len or 0, max_concurrency=0.0,
+                         kv_cache_dtype=launch.kv_cache_dtype or "auto"),
+        verdict=Verdict(fits=False, reasons=(reason,)),
+        suggestions=Suggestions(),
+    )
+
+
+def _with_tp(s: Settings, tp: int, **extra) -> Settings:  # noqa: ANN003
+    return s.model_copy(update={"tensor_parallel_size": tp, **extra})
+
+
+def _suggest(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles, ev: _Evaluation,
+             gpus_per_node: int) -> Suggestions:
+    if ev.starts:
+        return Suggestions()
+    out: dict[str, object] = {}
+    # The smallest valid TP at the same settings that starts.
+    for tp in valid_tensor_parallel_sizes(model, gpus_per_node):
+        if tp == s.tensor_parallel_size:
+            continue
+        candidate = _evaluate(model, _with_tp(s, tp), gpu, profiles)
+        if candidate.starts:
+            out["tensor_parallel_size"] = tp
+            out["tensor_parallel_kv_cache_gib"] = round(candidate.available_bytes / GIB, 2)
+            out["tensor_parallel_max_concurrency"] = round(candidate.concurrency, 2)
+            break
+    # The longest max-model-len that fits at this TP.
+    if not ev.problems and not ev.weights_exceed and ev.available_bytes > 0 and not ev.max_len_fits and ev.layout:
+        longest = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
+        if longest > 0:
+            out["max_model_len"] = longest
+        if s.kv_cache_dtype_bytes > 1:
+            fp8 = _evaluate(model, s.model_copy(update={"kv_cache_dtype": "fp8", "kv_cache_dtype_bytes": 1}), gpu, profiles)
+            if fp8.starts:
+                out["kv_cache_dtype"] = "fp8"
+    # Nothing on one node: the smallest multi-node TP x PP layout.
+    if "tensor_parallel_size" not in out and (ev.weights_exceed or ev.available_bytes <= 0):
+        tp = max(valid_tensor_parallel_sizes(model, gpus_per_node) or [1])
+        for pp in range(2, 17):
+            if pp > model.geometry.num_layers:
+                break
+            candidate = _evaluate(model, s.model_copy(update={"tensor_parallel_size": tp, "pipeline_parallel_size": pp}),
+                                  gpu, profiles)
+            if candidate.starts:
+                out["multi_node"] = {"tensor_parallel_size": tp, "pipeline_parallel_size": pp,
+                                     "nodes": math.ceil(tp * pp / gpus_per_node)}
+                break
+    return Suggestions(**out)
+
+
+def _fix_text(s: Settings, sug: Suggestions, gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> str:
+    fixes: list[str] = []
+    if sug.tensor_parallel_size:
+        fixes.append(f"TP={sug.tensor_parallel_size} gives {sug.tensor_parallel_kv_cache_gib:.2f} GiB "
+                     f"({sug.tensor_parallel_max_concurrency:.2f}x concurrency at {s.max_model_len:,} tokens)")
+    if sug.max_model_len:
+        fixes.append(f"--max-model-len {sug.max_model_len} fits at TP={s.tensor_parallel_size}")
+    if sug.kv_cache_dtype:
+        fixes.append(f"--kv-cache-dtype {sug.kv_cache_dtype} fits")
+    if not fixes and sug.multi_node:
+        m = sug.multi_node
+        fixes.append(f"no TP on one {gpus_per_node}-GPU node fits; try TP={m['tensor_parallel_size']} x "
+                     f"PP={m['pipeline_parallel_size']} over {m['nodes']} nodes (e.g. a LeaderWorkerSet)")
+    return "; ".join(fixes)
+
+
+def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: Suggestions,
+             gpus_given: Optional[int], threshold: float) -> list[Reason]:
+    reasons: list[Reason] = []
+    name = _short(model.model_id)
+    where = f"{name} at TP={s.tensor_parallel_size}" + (f" PP={s.pipeline_parallel_size}" if s.pipeline_parallel_size > 1 else "")
+    where += f" on {gpu.name}"
+    fix = _fix_text(s, sug)
+    then = f"; {fix}" if fix else ""
+    if ev.problems:
+        valid = valid_tensor_parallel_sizes(model, max(DEFAULT_GPUS_PER_NODE, s.tensor_parallel_size))
+        reasons.append(Reason(code="invalid-parallelism", severity="error",
+                              message=f"{where}: {ev.problems[0]}; valid TP sizes: {', '.join(map(str, valid))}"))
+    if gpus_given is not None and gpus_given != s.gpus_per_replica:
+        need = s.gpus_per_replica
+        if gpus_given < need:
+            reasons.append(Reason(code="gpu-count-mismatch", severity="error",
+                                  message=f"{where}: TPxPPxDP needs {need} GPUs but the pod gets {gpus_given}"))
+        else:
+            reasons.append(Reason(code="gpu-count-mismatch", severity="warning",
+                                  message=f"{name}: the pod gets {gpus_given} GPUs but TPxPPxDP uses {need}; "
+                                          f"{gpus_given - need} sit idle"))
+    w_gib = ev.weights.load_peak_bytes / GIB
+    if ev.weights_exceed:
+        reasons.append(Reason(code="weights-exceed-gpu", severity="error",
+                              message=f"{where}: weights need {w_gib:.2f} GiB per GPU but only "
+                                      f"{ev.physical_bytes / GIB:.2f} GiB is free after the CUDA context; "
+                                      f"OOM while loading{then}"))
+    elif ev.available_bytes <= 0 and not ev.problems:
+        c = ev.constants
+        reasons.append(Reason(code="no-kv-cache-memory", severity="error",
+                              message=f"{where}: {ev.stage.weights_bytes / GIB:.2f} GiB weights + {c.activation_gib:.2f} "
+                                      f"activation + {c.non_torch_gib:.2f} non-torch leave "
+                                      f"{ev.available_bytes / GIB:.2f} GiB of the {ev.requested_bytes / GIB:.2f} GiB budget "
+                                      f"for the KV cache (vLLM: No available memory for the cache blocks){then}"))
+    elif not ev.max_len_fits and not ev.problems and ev.layout is not None:
+        need = ev.layout.bytes_needed(s.max_model_len, ev.in_flight, s.behaviour)
+        longest = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
+        reasons.append(Reason(code="max-model-len-exceeds-kv-cache", severity="error",
+                              message=f"{where}: one {s.max_model_len:,}-token request needs {need / GIB:.2f} GiB of KV "
+                                      f"cache but only {ev.available_bytes / GIB:.2f} GiB is available; vLLM's estimated "
+                                      f"maximum model length is {longest}{then}"))
+    fits_so_far = not any(r.severity == "error" for r in reasons)
+    if fits_so_far and not ev.cuda_graph_subtracted and not s.enforce_eager:
+        headroom = gpu.total_bytes * (1 - s.gpu_memory_utilization) - (gpu.total_bytes - ev.physical_bytes)
+        sampler = min(s.max_num_seqs, s.max_num_batched_tokens) * pad_vocab(model.geometry.vocab_size) * 4
+        graphs = max(ev.constants.cuda_graph_gib, 0.0) * GIB
+        if graphs + sampler > headroom:
+            reasons.append(Reason(code="cuda-graph-headroom", severity="warning",
+                                  message=f"{name}: CUDA graphs (~{graphs / GIB:.2f} GiB) + sampler warm-up "
+                                          f"({sampler / GIB:.2f} GiB) may not fit the {headroom / GIB:.2f} GiB left by "
+                                          f"--gpu-memory-utilization {s.gpu_memory_utilization}"))
+    if fits_so_far and ev.layout is not None and ev.concurrency < threshold:
+        reasons.append(Reason(code="low-concurrency", severity="warning",
+                              message=f"{name}: only {ev.concurrency:.2f}x concurrency at {s.max_model_len:,} tokens "
+                                      f"({ev.available_bytes / GIB:.2f} GiB KV cache); threshold {threshold:g}x"))
+    return reasons
+
+
+def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reasons: list[Reason], fits: bool,
+              sug: Suggestions) -> MemoryPlan:
+    c = ev.constants
+    layout = ev.layout
+    b = s.behaviour
+    if layout is not None:
+        tokens = layout.logged_tokens(ev.num_blocks, s.max_model_len, ev.in_flight, b) if ev.num_blocks > 0 else 0
+        conc = ev.concurrency if ev.num_blocks > 0 else 0.0
+        groups = tuple(f"{grp.spec.kind} x{grp.num_layers} layers, {grp.spec.page_size_bytes:,} B/page"
+                       for grp in layout.groups)
+        per_token, needed = layout.bytes_per_token, layout.bytes_needed(s.max_model_len, ev.in_flight, b)
+    else:
+        tokens, conc, groups, per_token, needed = 0, math.inf, (), 0, 0
+    _, extra_note = model.extra_params()
+    notes = [n for n in (extra_note, *ev.weights.notes, *c.notes, *model.caveats) if n]
+    if gpu.nominal:
+        notes.append(f"{gpu.name} total memory is nominal ({gpu.source}), not a torch reading")
+    if s.kv_cache_memory_bytes is not None:
+        notes.append("--kv-cache-memory-bytes replaces the gpu_memory_utilization budget (vLLM skips the subtraction)")
+    graphs = c.cuda_graph_gib if not s.enforce_eager else 0.0
+    return MemoryPlan(
+        model=model.model_id,
+        vllm_version=s.vllm_version,
+        profile_band=c.band,
+        gpu={"name": gpu.name, "total_gib": round(gpu.total_gib, 2), "nominal": gpu.nominal},
+        parallel={"tensor_parallel_size": s.tensor_parallel_size, "pipeline_parallel_size": s.pipeline_parallel_size,
+                  "data_parallel_size": s.data_parallel_size},
+        per_gpu=PerGpu(
+            weights_gib=round(ev.stage.weights_bytes / GIB, 4),
+            activation_gib=c.activation_gib,
+            non_torch_gib=c.non_torch_gib,
+            cuda_graph_gib=graphs,
+            requested_gib=round(ev.requested_bytes / GIB, 4),
+            kv_cache_gib=round(ev.available_bytes / GIB, 4),
+        ),
+        kv_cache=KvCache(
+            bytes_per_token=per_token, block_size=s.block_size, blocks=ev.num_blocks, tokens=tokens,
+            max_model_len=s.max_model_len, max_concurrency=round(conc, 4) if math.isfinite(conc) else 0.0,
+            kv_cache_dtype=s.kv_cache_dtype, groups=groups, bytes_needed_for_max_model_len=needed,
+        ),
+        verdict=Verdict(fits=fits, reasons=tuple(reasons)),
+        suggestions=sug,
+        settings={k: v for k, v in s.model_dump().items() if k != "defaults_used"} | {"defaults_used": list(s.defaults_used)},
+        sources={"activation": c.activation_source, "non_torch": c.non_torch_source, "cuda_graph": c.cuda_graph_source,
+                 "gpu_total": gpu.source, "weights": model.source or "architecture from config.json"},
+        notes=tuple(dict.fromkeys(notes)),
+    )

@@ -1,0 +1,153 @@
+"""Measured runtime constants (activation, non-torch, CUDA graphs) by vLLM version band.
+
+The data lives in profiles/vllm-runtime.yaml; each value carries where it was measured.
+Resolution order for a (version, model, TP, PP): the band containing the version; a per-model
+measurement in that band; the architecture family's value; the band's default for dense,
+MoE or multimodal models.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import VllmFitError
+from .versions import parse_version
+
+GIB = 1 << 30
+
+
+class Measured(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    value: float
+    source: str
+
+
+class ByParallelism(BaseModel):
+    """A constant that depends on the parallel layout (non-torch memory grows with NCCL)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tp1: Measured
+    tp_multi: Measured  # TP >= 2
+    pp_multi: Optional[Measured] = None  # PP >= 2 (TP 1)
+
+    def pick(self, tp: int, pp: int) -> Measured:
+        if tp >= 2:
+            return self.tp_multi
+        if pp >= 2 and self.pp_multi is not None:
+            return self.pp_multi
+        return self.tp1
+
+
+class ModelOverride(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    activation_gib: Optional[float] = None
+    # keyed by TP size as measured
+    non_torch_gib: dict[int, float] = Field(default_factory=dict)
+    cuda_graph_gib: dict[int, float] = Field(default_factory=dict)
+    source: str
+    note: Optional[str] = None
+
+
+class Band(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    min_version: str
+    max_version: Optional[str] = None  # inclusive upper bound; None = open
+    summary: str
+    activation_gib: dict[str, Measured]  # architecture name or default_dense/default_moe/default_multimodal
+    activation_pp_gib: dict[str, Measured] = Field(default_factory=dict)  # PP >= 2, where measured
+    non_torch_gib: ByParallelism
+    cuda_graph_gib: Measured  # per-GPU graph pool (estimate subtracted from 0.20; headroom check before)
+    models: dict[str, ModelOverride] = Field(default_factory=dict)
+
+    def contains(self, version: str) -> bool:
+        v = parse_version(version)
+        if v < parse_version(self.min_version):
+            return False
+        return self.max_version is None or v <= parse_version(self.max_version)
+
+
+class RuntimeProfiles(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bands: tuple[Band, ...]
+    cuda_context_gib: Measured  # taken before vLLM's first snapshot: outside util x total
+
+    def band_for(self, version: str) -> Band:
+        for band in self.bands:
+            if band.contains(version):
+                return band
+        oldest = min(self.bands, key=lambda b: parse_version(b.min_version))
+        if parse_version(version) < parse_version(oldest.min_version):
+            return oldest
+        raise VllmFitError(f"no runtime profile covers vLLM {version}")
+
+
+class RuntimeConstants(BaseModel):
+    """What one rank adds on top of weights and KV cache, with where each number came from."""
+
+    model_config = ConfigDict(frozen=True)
+    band: str
+    activation_gib: float
+    activation_source: str
+    non_torch_gib: float
+    non_torch_source: str
+    cuda_graph_gib: float
+    cuda_graph_source: str
+    notes: tuple[str, ...] = ()
+
+
+def _family_key(band: Band, architecture: str, is_moe: bool, is_multimodal: bool) -> str:
+    if architecture in band.activation_gib:
+        return architecture
+    if is_multimodal and "default_multimodal" in band.activation_gib:
+        return "default_multimodal"
+    return "default_moe" if is_moe else "default_dense"
+
+
+def runtime_constants(
+    profiles: RuntimeProfiles,
+    version: str,
+    *,
+    model_id: Optional[str],
+    architecture: str,
+    is_moe: bool,
+    is_multimodal: bool,
+    tp: int,
+    pp: int,
+    enforce_eager: bool,
+) -> RuntimeConstants:
+    band = profiles.band_for(version)
+    notes: list[str] = []
+    override = band.models.get(model_id or "")
+    key = _family_key(band, architecture, is_moe, is_multimodal)
+    activation: Union[Measured, None] = None
+    if pp >= 2 and key in band.activation_pp_gib:
+        activation = band.activation_pp_gib[key]
+    if override and override.activation_gib is not None and (pp == 1 or activation is None):
+        activation = Measured(value=override.activation_gib, source=override.source)
+    if activation is None:
+        activation = band.activation_gib[key]
+        if key.startswith("default_"):
+            notes.append(f"no activation measured for {architecture} in band {band.name}: using the {key} value")
+    non_torch = band.non_torch_gib.pick(tp, pp)
+    if override and tp in override.non_torch_gib and pp == 1:
+        non_torch = Measured(value=override.non_torch_gib[tp], source=override.source)
+    graph = band.cuda_graph_gib
+    if override and tp in override.cuda_graph_gib:
+        graph = Measured(value=override.cuda_graph_gib[tp], source=override.source)
+    if enforce_eager:
+        graph = Measured(value=0.0, source="--enforce-eager: no CUDA graphs are captured")
+    if override and override.note:
+        notes.append(override.note)
+    return RuntimeConstants(
+        band=band.name,
+        activation_gib=activation.value,
+        activation_source=activation.source,
+        non_torch_gib=non_torch.value,
+        non_torch_source=non_torch.source,
+        cuda_graph_gib=graph.value,
+        cuda_graph_source=graph.source,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,212 @@
+"""Effective vLLM settings: what the launch states, with vLLM's defaults for the version and GPU."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import VllmFitError
+from ..launch.model import VllmLaunch
+from .geometry import ModelGeometry, QuantConfig
+from .gpu import GIB, GpuSpec
+from .versions import DEFAULT_VLLM_VERSION, VllmBehaviour, behaviour_for
+
+# --dtype choices (vLLM ModelConfig) and --kv-cache-dtype bytes (STR_DTYPE_TO_TORCH_DTYPE: the
+# fp8 variants and int8 are stored as uint8).
+_DTYPES = {"auto", "half", "float16", "bfloat16", "float", "float32"}
+_KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "fp8_ds_mla": 1, "int8": 1,
+                   "bfloat16": 2, "half": 2, "float16": 2, "float": 4, "float32": 4}
+# Quantization names vLLM treats as the same scheme (its override probes pick the Marlin kernel).
+_QUANT_FAMILY = {"awq_marlin": "awq", "gptq_marlin": "gptq", "gptq_marlin_24": "gptq", "compressed_tensors": "compressed-tensors",
+                 "fbgemm_fp8": "fp8", "ptpc_fp8": "fp8", "modelopt": "fp8"}
+
+
+class InvalidSetting(VllmFitError):
+    """A value vLLM itself rejects at startup (reported as `invalid-argument`)."""
+
+
+class Settings(BaseModel):
+    """Every value the memory model uses, after defaults, with its origin."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vllm_version: str
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    data_parallel_size: int
+    gpu_memory_utilization: float
+    max_model_len: int
+    max_model_len_auto: bool
+    block_size: int
+    kv_cache_dtype: str
+    kv_cache_dtype_bytes: int
+    dtype: str
+    dtype_bytes: int
+    quantization: Optional[str]
+    runtime_fp8: bool
+    enforce_eager: bool
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    kv_cache_memory_bytes: Optional[int]
+    enable_expert_parallel: bool
+    disable_sliding_window: bool
+    hybrid_kv_cache_manager: bool
+    num_gpu_blocks_override: Optional[int]
+    defaults_used: tuple[str, ...]
+
+    @property
+    def behaviour(self) -> VllmBehaviour:
+        return behaviour_for(self.vllm_version)
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+
+    @property
+    def runtime_quant(self) -> Optional[QuantConfig]:
+        return QuantConfig(method="fp8", weight_bits=8, strategy="tensor") if self.runtime_fp8 else None
+
+
+def batch_defaults(gpu: GpuSpec, behaviour: VllmBehaviour) -> tuple[int, int]:
+    """Serve defaults for (max_num_batched_tokens, max_num_seqs): EngineArgs._set_default_args."""
+    total_gib = gpu.total_bytes / GIB
+    if behaviour.large_gpu_batch_tier and total_gib >= 160:
+        return 16384, 1024
+    if total_gib >= 70 and not gpu.is_a100:
+        return 8192, 1024
+    return 2048, 256
+
+
+def _model_dtype(config_dtype: str, requested: Optional[str], gpu: GpuSpec) -> str:
+    old_gpu = gpu.compute_capability is not None and gpu.vendor == "nvidia" and float(gpu.compute_capability) < 8.0
+    if requested in (None, "auto"):
+        if config_dtype in ("float32", "float"):
+            return "float16" if old_gpu else "bfloat16"
+        if config_dtype == "bfloat16" and old_gpu:
+            return "float16"
+        return config_dtype
+    if requested not in _DTYPES:
+        raise InvalidSetting(f"--dtype {requested!r} is not one of {', '.join(sorted(_DTYPES))}")
+    canonical = {"half": "float16", "float": "float32"}.get(requested, requested)
+    if canonical == "bfloat16" and old_gpu:
+        raise InvalidSetting(f"--dtype bfloat16 needs compute capability 8.0; {gpu.name} has {gpu.compute_capability}")
+    return canonical
+
+
+def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, default_version: str = DEFAULT_VLLM_VERSION) -> Settings:
+    version = launch.vllm_version or default_version
+    behaviour = behaviour_for(version)
+    defaults: list[str] = []
+
+    def pick(name: str, default):  # noqa: ANN001
+        value = getattr(launch, name)
+        if value is None:
+            defaults.append(name)
+            return default
+        return value
+
+    tp = pick("tensor_parallel_size", 1)
+    pp = pick("pipeline_parallel_size", 1)
+    dp = pick("data_parallel_size", 1)
+    for flag, value in (("--tensor-parallel-size", tp), ("--pipeline-parallel-size", pp), ("--data-parallel-size", dp)):
+        if value < 1:
+            raise InvalidSetting(f"{flag} must be at least 1, got {value}")
+    util = pick("gpu_memory_utilization", behaviour.default_gpu_memory_utilization)
+    if not 0 < util <= 1:
+        raise InvalidSetting(f"--gpu-memory-utilization must be in (0, 1], got {util}")
+
+    dtype = _model_dtype(g.config_dtype, launch.dtype, gpu)
+    dtype_b = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 2)
+
+    quant = launch.quantization.lower().replace("-", "_") if launch.quantization else None
+    runtime_fp8 = False
+    if quant:
+        stated = _QUANT_FAMILY.get(quant, quant.replace("_", "-") if quant == "compressed_tensors" else quant)
+        if g.quant is not None:
+            checkpoint = _QUANT_FAMILY.get(g.quant.method.replace("-", "_"), g.quant.method)
+            if stated != checkpoint:
+                raise InvalidSetting(
+                    f"Quantization method specified in the model config ({g.quant.method}) does not match the "
+                    f"quantization method specified in the quantization argument ({launch.quantization})")
+        elif stated == "fp8":
+            runtime_fp8 = True
+
+    kv_dtype = (launch.kv_cache_dtype or "auto").lower()
+    if kv_dtype == "auto":
+        if launch.kv_cache_dtype is None:
+            defaults.append("kv_cache_dtype")
+        if behaviour.requested_is_ceiled and g.quant is not None and g.quant.kv_cache_fp8:
+            kv_bytes, kv_dtype = 1, "fp8 (from the checkpoint's kv_cache_scheme)"
+        else:
+            kv_bytes = dtype_b
+    elif kv_dtype in _KV_DTYPE_BYTES:
+        kv_bytes = _KV_DTYPE_BYTES[kv_dtype]
+    else:
+        raise InvalidSetting(f"--kv-cache-dtype {launch.kv_cache_dtype!r} is not a vLLM cache dtype")
+
+    if launch.block_size is None:
+        defaults.append("block_size")
+        block = (128 if gpu.is_blackwell else 64) if g.mla else 16
+    else:
+        block = launch.block_size
+        if block < 1 or (behaviour.block_size_choices and block not in behaviour.block_size_choices):
+            choices = ", ".join(map(str, behaviour.block_size_choices)) or "a positive integer"
+            raise InvalidSetting(f"--block-size {block} is not accepted by vLLM {behaviour.version} (choices: {choices})")
+
+    mnbt_default, seqs_default = batch_defaults(gpu, behaviour)
+    mnbt = pick("max_num_batched_tokens", mnbt_default)
+    seqs = launch.max_num_seqs
+    if seqs is None:
+        defaults.append("max_num_seqs")
+        seqs = min(seqs_default, mnbt)
+    elif launch.max_num_batched_tokens is not None and mnbt < seqs:
+        raise InvalidSetting(f"max_num_batched_tokens ({mnbt}) must be greater than or equal to max_num_seqs ({seqs}).")
+
+    disable_sw = bool(launch.disable_sliding_window)
+    derived = g.derived_max_model_len
+    if disable_sw and g.sliding_window and g.sliding_window < derived:
+        derived = g.sliding_window
+    auto = False
+    if launch.max_model_len is None:
+        defaults.append("max_model_len")
+        max_len = derived
+    elif launch.max_model_len == -1 or launch.max_model_len == 0:
+        if not behaviour.supports_auto_max_model_len:
+            raise InvalidSetting(f"--max-model-len auto needs vLLM 0.14 or later (this is {behaviour.version})")
+        auto, max_len = True, derived
+    else:
+        max_len = launch.max_model_len
+        if max_len < 1:
+            raise InvalidSetting(f"--max-model-len must be positive, got {max_len}")
+        if max_len > derived and launch.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "0") not in ("1", "true", "True"):
+            raise InvalidSetting(
+                f"User-specified max_model_len ({max_len}) is greater than the derived max_model_len "
+                f"({g.max_len_source}={derived} in model's config.json); set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 to override")
+
+    hybrid = not launch.disable_hybrid_kv_cache_manager and g.attention_chunk_size is None
+    return Settings(
+        vllm_version=behaviour.version,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        data_parallel_size=dp,
+        gpu_memory_utilization=util,
+        max_model_len=max_len,
+        max_model_len_auto=auto,
+        block_size=block,
+        kv_cache_dtype=kv_dtype,
+        kv_cache_dtype_bytes=kv_bytes,
+        dtype=dtype,
+        dtype_bytes=dtype_b,
+        quantization=launch.quantization,
+        runtime_fp8=runtime_fp8,
+        enforce_eager=bool(launch.enforce_eager),
+        max_num_seqs=seqs,
+        max_num_batched_tokens=mnbt,
+        kv_cache_memory_bytes=launch.kv_cache_memory_bytes,
+        enable_expert_parallel=bool(launch.enable_expert_parallel),
+        disable_sliding_window=disable_sw,
+        hybrid_kv_cache_manager=hybrid,
+        num_gpu_blocks_override=launch.num_gpu_blocks_override,
+        defaults_used=tuple(defaults),
+    )
