@@ -96,7 +96,7 @@ host port uvicorn-log-level api-key lora-modules chat-template chat-template-con
 response-role ssl-keyfile ssl-certfile ssl-ca-certs ssl-cert-reqs root-path middleware
 served-model-name tokenizer tokenizer-mode tokenizer-revision download-dir load-format
 config-format seed distributed-executor-backend data-parallel-size-local data-parallel-address
-data-parallel-rpc-port data-parallel-start-rank data-parallel-backend data-parallel-hybrid-lb
+data-parallel-rpc-port data-parallel-start-rank data-parallel-backend
 decode-context-parallel-size swap-space prefix-caching-hash-algo max-num-partial-prefills
 max-long-partial-prefills long-prefill-token-threshold max-logprobs logprobs-mode rope-scaling
 rope-theta hf-overrides hf-token hf-config-path code-revision max-seq-len-to-capture
@@ -115,6 +115,7 @@ max-cudagraph-capture-size performance-mode logits-processors io-processor-plugi
 observability-config additional-config ray-workers-use-nsight-config enable-log-outputs-config
 override-attention-dtype attention-backend max-num-encoder-input-tokens served-model-names
 log-config-file h11-max-incomplete-event-size h11-max-header-count tool-server
+disable-access-log-for-endpoints dbo-decode-token-threshold dbo-prefill-token-threshold
 """.split()
 
 _OTHER_BOOL_FLAGS = """
@@ -128,7 +129,7 @@ enable-ssl-refresh enable-log-outputs enable-prompt-tokens-details use-tqdm-on-l
 skip-mm-profiling enable-multimodal-encoder-data-parallel disable-chunked-mm-input
 fully-sharded-loras calculate-kv-scales ray-workers-use-nsight disable-async-output-proc
 enable-lora-bias disable-mm-preprocessor-cache enable-reasoning data-parallel-external-lb
-enable-mfu-metrics exclude-tools-when-tool-choice-none
+enable-mfu-metrics exclude-tools-when-tool-choice-none data-parallel-hybrid-lb
 """.split()
 
 _ALIASES = {
@@ -212,8 +213,8 @@ def parse_vllm_args(
         else:
             values[spec.field] = spec.convert(f"--{flag}", str(raw))
         sources[spec.field] = f"argv[{index}]"
-        if spec.field in unresolved:
-            unresolved.remove(spec.field)
+        if f"--{flag}" in unresolved:  # argparse: the last occurrence wins
+            unresolved.remove(f"--{flag}")
 
     tokens = list(argv)
     i = 0
@@ -282,7 +283,7 @@ def parse_vllm_args(
         # `vllm serve MODEL` wins over `--model` (vLLM moves --model into the positional slot).
         if isinstance(positional, UnresolvedValue):
             values.pop("model", None)
-            unresolved.append("model")
+            unresolved.append("--model")
         else:
             values["model"] = str(positional)
             sources["model"] = f"argv[{positional_index}]"

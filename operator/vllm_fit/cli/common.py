@@ -1,0 +1,80 @@
+"""What the subcommands share: the bundled data, and rendering a plan for people."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+from ..memory.plan import MemoryPlan
+
+GREEN, RED, YELLOW, BOLD, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[1m", "\033[0m"
+
+
+def paint(text: str, colour: str, enabled: bool) -> str:
+    return f"{colour}{text}{RESET}" if enabled else text
+
+
+def verdict_word(plan: MemoryPlan) -> str:
+    if not plan.verdict.fits:
+        return "REJECT"
+    return "WARN" if plan.verdict.reasons else "FITS"
+
+
+def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
+    p, g, kv, s = plan.per_gpu, plan.gpu, plan.kv_cache, plan.settings
+    par = plan.parallel
+    lines = [
+        f"{plan.model} on {g['name']} ({g['total_gib']:.2f} GiB{', nominal' if g.get('nominal') else ''}), "
+        f"vLLM {plan.vllm_version} (profile {plan.profile_band})",
+        f"TP={par['tensor_parallel_size']} PP={par['pipeline_parallel_size']} DP={par['data_parallel_size']}  "
+        f"util {s.get('gpu_memory_utilization', 0):.2f}  max-model-len {kv.max_model_len:,}  block {kv.block_size}  "
+        f"kv-cache-dtype {kv.kv_cache_dtype}",
+        "",
+        "  per GPU                GiB",
+        f"  weights           {p.weights_gib:8.2f}",
+        f"  activation        {p.activation_gib:8.2f}",
+        f"  non-torch         {p.non_torch_gib:8.2f}",
+        f"  CUDA graphs       {p.cuda_graph_gib:8.2f}"
+        + ("  (subtracted from the budget)" if _graphs_subtracted(plan) else "  (captured after the KV cache, in the headroom)"),
+        f"  requested         {p.requested_gib:8.2f}  ({s.get('gpu_memory_utilization', 0):.2f} x {g['total_gib']:.2f})",
+        f"  KV cache          {p.kv_cache_gib:8.2f}",
+        "",
+        f"  KV cache: {kv.blocks:,} blocks x {kv.block_size} tokens, {kv.bytes_per_token:,} B/token, "
+        f"GPU KV cache size {kv.tokens:,} tokens, max concurrency {kv.max_concurrency:.2f}x at {kv.max_model_len:,} tokens",
+    ]
+    word = verdict_word(plan)
+    colour_of = {"FITS": GREEN, "WARN": YELLOW, "REJECT": RED}[word]
+    lines.append("")
+    lines.append(paint(f"{word}", BOLD + colour_of, colour) + (" - vLLM will start" if plan.verdict.fits else " - vLLM will not start"))
+    for reason in plan.verdict.reasons:
+        lines.append(f"  {reason.severity}: [{reason.code}] {reason.message}")
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def _graphs_subtracted(plan: MemoryPlan) -> bool:
+    return bool(plan.settings.get("vllm_version")) and _version_ge(plan.vllm_version, (0, 20, 0)) and \
+        not plan.settings.get("enforce_eager")
+
+
+def _version_ge(version: str, floor: tuple[int, int, int]) -> bool:
+    from ..memory.versions import parse_version
+
+    return parse_version(version) >= floor
+
+
+def render_tp_table(plans: Iterable[MemoryPlan]) -> str:
+    rows = ["  TP  weights GiB  KV cache GiB      tokens  concurrency  verdict"]
+    for plan in plans:
+        conc = plan.kv_cache.max_concurrency
+        conc_text = f"{conc:10.2f}x" if math.isfinite(conc) else "          -"
+        first = plan.verdict.reasons[0].code if plan.verdict.reasons else ""
+        rows.append(f"  {plan.parallel['tensor_parallel_size']:>2}  {plan.per_gpu.weights_gib:11.2f}  "
+                    f"{plan.per_gpu.kv_cache_gib:12.2f}  {plan.kv_cache.tokens:10,}  {conc_text}  "
+                    f"{verdict_word(plan)}{' (' + first + ')' if first else ''}")
+    return "\n".join(rows)
+
+
+def gpu_label(name: Optional[str]) -> str:
+    return name or "unknown GPU"
