@@ -1,0 +1,72 @@
+"""Webhook configuration: a YAML file (the chart's ConfigMap) overridden by VLLM_FIT_* variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import VllmFitError
+from ..launch import DEFAULT_VLLM_IMAGES
+from ..memory.plan import DEFAULT_CONCURRENCY_THRESHOLD, DEFAULT_GPUS_PER_NODE
+from ..memory.versions import DEFAULT_VLLM_VERSION, parse_version
+
+Mode = Literal["enforce", "warn", "audit"]
+Policy = Literal["allow", "warn", "deny"]
+MODES: tuple[str, ...] = ("enforce", "warn", "audit")
+
+
+
+class WebhookConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Mode = "enforce"
+    default_gpu: Optional[str] = None
+    default_vllm_version: str = DEFAULT_VLLM_VERSION
+    vllm_images: tuple[str, ...] = DEFAULT_VLLM_IMAGES
+    concurrency_threshold: float = DEFAULT_CONCURRENCY_THRESHOLD
+    gpus_per_node: int = DEFAULT_GPUS_PER_NODE
+    deadline_seconds: float = Field(default=2.0, gt=0, le=25)
+    unknown_model_policy: Policy = "warn"
+    unknown_gpu_policy: Policy = "warn"
+    exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    model_bundle_dirs: tuple[str, ...] = ()
+
+    @field_validator("default_vllm_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        parse_version(value)
+        return value
+
+
+_ENV_PREFIX = "VLLM_FIT_"
+_LIST_FIELDS = {"vllm_images", "exempt_namespaces", "model_bundle_dirs"}
+
+
+def load_config(path: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> WebhookConfig:
+    """The file (if any), then VLLM_FIT_<FIELD> variables (lists comma-separated)."""
+    env = os.environ if env is None else env
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise VllmFitError(f"configuration file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise VllmFitError(f"configuration file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise VllmFitError(f"configuration file {path} must hold a mapping")
+        data.update(loaded)
+    for name in WebhookConfig.model_fields:
+        raw = env.get(_ENV_PREFIX + name.upper())
+        if raw is None or raw == "":
+            continue
+        data[name] = [item.strip() for item in raw.split(",") if item.strip()] if name in _LIST_FIELDS else raw
+    try:
+        return WebhookConfig(**data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise VllmFitError(f"invalid webhook configuration: {problems}") from None

@@ -1,0 +1,84 @@
+"""Run the webhook: kopf in standalone mode whose only job is admission, plus the health server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import kopf
+
+from ..hub.resolver import ModelResolver, default_resolver
+from ..profiles import gpu_catalog, runtime_profiles
+from .config import WebhookConfig
+from .handlers import register
+from .metrics import WebhookMetrics
+from .review import Reviewer
+from .server import AdmissionServer, HealthServer
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Our review lines are JSON already; kopf's own chatter is kept to warnings."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours = logging.getLogger("vllm_fit")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level)
+    ours.propagate = False
+    kopf.configure(log_format=kopf.LogFormat.JSON, verbose=False)
+    for name in ("kopf", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # A denial is kopf's "handler failed permanently"; our own review line already records it.
+    logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
+
+
+async def run_webhook(
+    config: WebhookConfig,
+    *,
+    certfile: Optional[Path],
+    keyfile: Optional[Path],
+    addr: str = "0.0.0.0",
+    port: int = 9443,
+    health_port: int = 8080,
+    cert_reload_seconds: float = 10.0,
+    resolver: Optional[ModelResolver] = None,
+    stop_flag: Optional[asyncio.Event] = None,
+    ready_flag: Optional[asyncio.Event] = None,
+    insecure: bool = False,
+) -> None:
+    metrics = WebhookMetrics()
+    health = HealthServer(metrics, health_port, addr=addr)
+    reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
+                        gpu_catalog(), runtime_profiles())
+    registry = kopf.OperatorRegistry()
+    register(registry, reviewer, metrics)
+
+    def on_ready() -> None:
+        health.ready = True
+        if ready_flag is not None:
+            ready_flag.set()
+
+    server = AdmissionServer(addr=addr, port=port, certfile=certfile, pkeyfile=keyfile, insecure=insecure,
+                             deadline_seconds=config.deadline_seconds, metrics=metrics,
+                             reload_interval=cert_reload_seconds, on_ready=on_ready)
+
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: object) -> Optional[kopf.ConnectionInfo]:
+        # In a pod the service account; elsewhere KUBECONFIG (kopf's own readers, no client library).
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def _settings(settings: kopf.OperatorSettings, **_: object) -> None:
+        settings.admission.server = server
+        settings.admission.managed = None  # the Helm chart (or --dev) owns the webhook configurations
+        settings.scanning.disabled = True  # no CRD watching: discovery once at start is enough
+        settings.posting.enabled = False  # no Events from an admission path
+
+    await health.start()
+    try:
+        await kopf.operator(registry=registry, standalone=True, clusterwide=True, stop_flag=stop_flag)
+    finally:
+        health.ready = False
+        await health.stop()

@@ -1,0 +1,112 @@
+"""The Validating/MutatingWebhookConfiguration objects, as the Helm chart renders them.
+
+`serve --dev` registers exactly these (with URL client configs); a test renders the chart
+and compares, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from .config import MODES
+from .handlers import MUTATE_PATH, RESOURCES, VALIDATE_PATHS
+
+MODE_LABEL = "vllm-fit.io/mode"
+DEFAULT_OPT_OUT_LABEL = "vllm-fit.io/ignore"
+
+# Only objects whose containers look like vLLM reach the webhook (API server side, CEL):
+# the image, command or args mention vllm, or the kind is one whose launch lives elsewhere.
+_CONTAINER = ("c.image.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('vllm'))) || "
+              "(has(c.args) && c.args.exists(x, x.contains('vllm')))")
+_POD_SPEC = "({s}.containers.exists(c, {c}) || (has({s}.initContainers) && {s}.initContainers.exists(c, {c})))"
+
+
+def _pod(spec: str) -> str:
+    return _POD_SPEC.format(s=spec, c=_CONTAINER)
+
+
+MATCH_CONDITIONS: list[dict[str, str]] = [
+    {
+        "name": "looks-like-vllm",
+        "expression": " || ".join([
+            "object.kind in ['LeaderWorkerSet', 'InferenceService', 'ServingRuntime', 'ClusterServingRuntime', "
+            "'LLMInferenceService']",
+            f"(object.kind == 'Pod' && {_pod('object.spec')})",
+            f"(object.kind in ['Deployment', 'StatefulSet', 'ReplicaSet', 'DaemonSet', 'Job'] && "
+            f"{_pod('object.spec.template.spec')})",
+            f"(object.kind == 'CronJob' && {_pod('object.spec.jobTemplate.spec.template.spec')})",
+        ]),
+    },
+    {
+        # Pods a controller made were judged as their workload.
+        "name": "not-controller-owned-pod",
+        "expression": "object.kind != 'Pod' || !has(object.metadata.ownerReferences) || "
+                      "!object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller)",
+    },
+]
+
+
+def rules() -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for group, version, plural in RESOURCES:
+        grouped.setdefault((group, version), []).append(plural)
+    return [{"apiGroups": [group], "apiVersions": [version], "resources": plurals,
+             "operations": ["CREATE", "UPDATE"], "scope": "*"}
+            for (group, version), plurals in grouped.items()]
+
+
+def namespace_selector(exempt_namespaces: Iterable[str], opt_out_label: str, mode: str | None) -> dict[str, Any]:
+    expressions: list[dict[str, Any]] = [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": sorted(set(exempt_namespaces))},
+        {"key": opt_out_label, "operator": "DoesNotExist"},
+    ]
+    if mode is None:
+        expressions.append({"key": MODE_LABEL, "operator": "NotIn", "values": list(MODES)})
+    else:
+        expressions.append({"key": MODE_LABEL, "operator": "In", "values": [mode]})
+    return {"matchExpressions": expressions}
+
+
+def webhook_configurations(
+    *,
+    name: str,
+    client_config: Callable[[str], dict[str, Any]],
+    exempt_namespaces: Iterable[str],
+    opt_out_label: str = DEFAULT_OPT_OUT_LABEL,
+    failure_policy: str = "Ignore",
+    timeout_seconds: int = 5,
+    match_conditions: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    exempt = list(exempt_namespaces)
+    common = {
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "timeoutSeconds": timeout_seconds,
+        "rules": rules(),
+    }
+    if match_conditions:
+        common["matchConditions"] = MATCH_CONDITIONS
+    validating = []
+    for path, mode in VALIDATE_PATHS.items():
+        validating.append({
+            "name": f"{path}.vllm-fit.io",
+            "clientConfig": client_config(f"/{path}"),
+            "namespaceSelector": namespace_selector(exempt, opt_out_label, mode),
+            **common,
+        })
+    mutating = [{
+        "name": f"{MUTATE_PATH}.vllm-fit.io",
+        "clientConfig": client_config(f"/{MUTATE_PATH}"),
+        "namespaceSelector": {"matchExpressions": namespace_selector(exempt, opt_out_label, None)["matchExpressions"][:2]},
+        "reinvocationPolicy": "Never",
+        **common,
+    }]
+    meta = {"name": name, "labels": {"app.kubernetes.io/name": "vllm-fit"}}
+    return (
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": meta, "webhooks": validating},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+         "metadata": meta, "webhooks": mutating},
+    )
