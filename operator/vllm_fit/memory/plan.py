@@ -41,7 +41,11 @@ class Reason(BaseModel):
     model_config = ConfigDict(frozen=True)
     code: str
     severity: Severity
-    message: str
+    message: str  # one line with the numbers and the fix
+    summary: str = ""  # the same under ~120 characters, for admission warnings
+
+    def short(self) -> str:
+        return self.summary or self.message
 
 
 class Verdict(BaseModel):
@@ -319,7 +323,8 @@ def plan(
 def _invalid_plan(model: ModelInfo, launch: VllmLaunch, gpu: GpuSpec, profiles: RuntimeProfiles, message: str,
                   default_version: str) -> MemoryPlan:
     version = launch.vllm_version or default_version
-    reason = Reason(code="invalid-argument", severity="error", message=f"vLLM would refuse to start: {message}")
+    reason = Reason(code="invalid-argument", severity="error", message=f"vLLM would refuse to start: {message}",
+                    summary=f"{_short(model.model_id)}: vLLM rejects the arguments: {message}"[:160])
     zero = PerGpu(weights_gib=0, activation_gib=0, non_torch_gib=0, cuda_graph_gib=0, requested_gib=0, kv_cache_gib=0)
     return MemoryPlan(
         model=model.model_id, vllm_version=version, profile_band=profiles.band_for(version).name,
@@ -395,6 +400,17 @@ def _fix_text(s: Settings, sug: Suggestions, gpus_per_node: int = DEFAULT_GPUS_P
     return "; ".join(fixes)
 
 
+def _short_fix(sug: Suggestions) -> str:
+    if sug.tensor_parallel_size:
+        return f"; TP={sug.tensor_parallel_size} gives {sug.tensor_parallel_kv_cache_gib:.1f} GiB"
+    if sug.max_model_len:
+        return f"; max-model-len {sug.max_model_len} fits"
+    if sug.multi_node:
+        m = sug.multi_node
+        return f"; try TP={m['tensor_parallel_size']}xPP={m['pipeline_parallel_size']}"
+    return ""
+
+
 def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: Suggestions,
              gpus_given: Optional[int], threshold: float) -> list[Reason]:
     reasons: list[Reason] = []
@@ -406,36 +422,45 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
     if ev.problems:
         valid = valid_tensor_parallel_sizes(model, max(DEFAULT_GPUS_PER_NODE, s.tensor_parallel_size))
         reasons.append(Reason(code="invalid-parallelism", severity="error",
-                              message=f"{where}: {ev.problems[0]}; valid TP sizes: {', '.join(map(str, valid))}"))
+                              message=f"{where}: {ev.problems[0]}; valid TP sizes: {', '.join(map(str, valid))}",
+                              summary=f"{name}: TP={s.tensor_parallel_size} is invalid; valid TP: {', '.join(map(str, valid))}"))
     if gpus_given is not None and gpus_given != s.gpus_per_replica:
         need = s.gpus_per_replica
         if gpus_given < need:
             reasons.append(Reason(code="gpu-count-mismatch", severity="error",
-                                  message=f"{where}: TPxPPxDP needs {need} GPUs but the pod gets {gpus_given}"))
+                                  message=f"{where}: TPxPPxDP needs {need} GPUs but the pod gets {gpus_given}",
+                                  summary=f"{name}: needs {need} GPUs (TPxPPxDP), pod gets {gpus_given}"))
         else:
             reasons.append(Reason(code="gpu-count-mismatch", severity="warning",
                                   message=f"{name}: the pod gets {gpus_given} GPUs but TPxPPxDP uses {need}; "
-                                          f"{gpus_given - need} sit idle"))
+                                          f"{gpus_given - need} sit idle",
+                                  summary=f"{name}: {gpus_given} GPUs requested, TPxPPxDP uses {need}"))
     w_gib = ev.weights.load_peak_bytes / GIB
     if ev.weights_exceed:
         reasons.append(Reason(code="weights-exceed-gpu", severity="error",
                               message=f"{where}: weights need {w_gib:.2f} GiB per GPU but only "
                                       f"{ev.physical_bytes / GIB:.2f} GiB is free after the CUDA context; "
-                                      f"OOM while loading{then}"))
+                                      f"OOM while loading{then}",
+                              summary=f"{name}: {w_gib:.1f} GiB weights/GPU exceed {gpu.name} at TP={s.tensor_parallel_size}"
+                                      + _short_fix(sug)))
     elif ev.available_bytes <= 0 and not ev.problems:
         c = ev.constants
         reasons.append(Reason(code="no-kv-cache-memory", severity="error",
                               message=f"{where}: {ev.stage.weights_bytes / GIB:.2f} GiB weights + {c.activation_gib:.2f} "
                                       f"activation + {c.non_torch_gib:.2f} non-torch leave "
                                       f"{ev.available_bytes / GIB:.2f} GiB of the {ev.requested_bytes / GIB:.2f} GiB budget "
-                                      f"for the KV cache (vLLM: No available memory for the cache blocks){then}"))
+                                      f"for the KV cache (vLLM: No available memory for the cache blocks){then}",
+                              summary=f"{name}: no KV cache memory at TP={s.tensor_parallel_size} "
+                                      f"({ev.available_bytes / GIB:.2f} GiB)" + _short_fix(sug)))
     elif not ev.max_len_fits and not ev.problems and ev.layout is not None:
         need = ev.layout.bytes_needed(s.max_model_len, ev.in_flight, s.behaviour)
         longest = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
         reasons.append(Reason(code="max-model-len-exceeds-kv-cache", severity="error",
                               message=f"{where}: one {s.max_model_len:,}-token request needs {need / GIB:.2f} GiB of KV "
                                       f"cache but only {ev.available_bytes / GIB:.2f} GiB is available; vLLM's estimated "
-                                      f"maximum model length is {longest}{then}"))
+                                      f"maximum model length is {longest}{then}",
+                              summary=f"{name}: max-model-len {s.max_model_len} needs {need / GIB:.2f} GiB KV, "
+                                      f"{ev.available_bytes / GIB:.2f} available" + _short_fix(sug)))
     fits_so_far = not any(r.severity == "error" for r in reasons)
     if fits_so_far and not ev.cuda_graph_subtracted and not s.enforce_eager:
         headroom = gpu.total_bytes * (1 - s.gpu_memory_utilization) - (gpu.total_bytes - ev.physical_bytes)
@@ -445,11 +470,15 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
             reasons.append(Reason(code="cuda-graph-headroom", severity="warning",
                                   message=f"{name}: CUDA graphs (~{graphs / GIB:.2f} GiB) + sampler warm-up "
                                           f"({sampler / GIB:.2f} GiB) may not fit the {headroom / GIB:.2f} GiB left by "
-                                          f"--gpu-memory-utilization {s.gpu_memory_utilization}"))
+                                          f"--gpu-memory-utilization {s.gpu_memory_utilization}",
+                                  summary=f"{name}: CUDA graphs + sampler may not fit the "
+                                          f"{headroom / GIB:.2f} GiB left by util {s.gpu_memory_utilization}"))
     if fits_so_far and ev.layout is not None and ev.concurrency < threshold:
         reasons.append(Reason(code="low-concurrency", severity="warning",
                               message=f"{name}: only {ev.concurrency:.2f}x concurrency at {s.max_model_len:,} tokens "
-                                      f"({ev.available_bytes / GIB:.2f} GiB KV cache); threshold {threshold:g}x"))
+                                      f"({ev.available_bytes / GIB:.2f} GiB KV cache); threshold {threshold:g}x",
+                              summary=f"{name}: only {ev.concurrency:.2f}x concurrency at {s.max_model_len} tokens "
+                                      f"({ev.available_bytes / GIB:.2f} GiB KV)"))
     return reasons
 
 
