@@ -42,9 +42,14 @@ def free_port() -> int:
 
 
 class DiscoveryApi:
-    """A kmock KubernetesScaffold on a thread of its own, answering discovery for our resources."""
+    """A kmock Kubernetes API on a thread of its own, answering discovery for our resources.
 
-    def __init__(self) -> None:
+    `stateful=True` uses kmock's emulator (objects can be created, read and deleted), which the
+    --dev registration test needs.
+    """
+
+    def __init__(self, stateful: bool = False) -> None:
+        self.stateful = stateful
         self.url: Optional[str] = None
         self._loop = asyncio.new_event_loop()
         self._stop: Optional[asyncio.Event] = None
@@ -57,7 +62,12 @@ class DiscoveryApi:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with kmock.KubernetesScaffold() as scaffold:
+        api_class = kmock.KubernetesEmulator if self.stateful else kmock.KubernetesScaffold
+        async with api_class() as scaffold:
+            for plural, kind in (("validatingwebhookconfigurations", "ValidatingWebhookConfiguration"),
+                                 ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration")):
+                scaffold.resources[f"admissionregistration.k8s.io/v1/{plural}"] = {
+                    "kind": kind, "namespaced": False, "verbs": ["get", "list", "create", "patch", "delete"]}
             for group, version, plural in RESOURCES:
                 key = f"{group}/{version}/{plural}" if group else f"{version}/{plural}"
                 scaffold.resources[key] = {"kind": KINDS[plural], "namespaced": plural != "clusterservingruntimes",

@@ -76,16 +76,17 @@ class KubeClient:
         return str(path)
 
     async def apply(self, session: aiohttp.ClientSession, obj: dict[str, Any]) -> None:
+        """Create, or replace the webhooks of a leftover from an earlier run (merge patch replaces lists)."""
         url = self._url(obj)
-        async with session.get(f"{url}/{obj['metadata']['name']}", ssl=self.ssl) as existing:
-            if existing.status == 200:
-                current = await existing.json()
-                obj = {**obj, "metadata": {**obj["metadata"],
-                                           "resourceVersion": current["metadata"]["resourceVersion"]}}
-                method, target = session.put, f"{url}/{obj['metadata']['name']}"
-            else:
-                method, target = session.post, url
-        async with method(target, data=json.dumps(obj), ssl=self.ssl) as response:
+        named = f"{url}/{obj['metadata']['name']}"
+        async with session.get(named, ssl=self.ssl) as existing:
+            exists = existing.status == 200
+        if exists:
+            request = session.patch(named, data=json.dumps({"webhooks": obj["webhooks"]}), ssl=self.ssl,
+                                    headers={"Content-Type": "application/merge-patch+json"})
+        else:
+            request = session.post(url, data=json.dumps(obj), ssl=self.ssl)
+        async with request as response:
             if response.status >= 300:
                 raise VllmFitError(f"could not register {obj['kind']}: {response.status} {await response.text()}")
 
