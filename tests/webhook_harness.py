@@ -106,6 +106,7 @@ class Webhook:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.tls = write_tls(workdir / "tls")
+        self.trusted_ca_pem = self.tls.ca_pem  # tests that rotate the certificate add the new CA
         self.port, self.health_port = free_port(), free_port()
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
@@ -146,7 +147,7 @@ class Webhook:
             self._log.close()
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cadata=self.tls.ca_pem.decode())
+        return ssl.create_default_context(cadata=self.trusted_ca_pem.decode())
 
     def post(self, path: str, body: Any, timeout: float = 10.0) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
