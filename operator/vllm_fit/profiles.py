@@ -75,6 +75,7 @@ def load_model_folder(folder: Path, model_id: Optional[str] = None) -> ModelInfo
     params = {str(k): int(v) for k, v in (facts.get("params_by_dtype") or {}).items()}
     if facts.get("params_by_dtype_note"):
         caveats.append(f"parameter split: {facts['params_by_dtype_note']}")
+    caveats.extend(str(c) for c in facts.get("caveats") or [])  # bundles written by `vllm-fit models fetch`
     if "CONSTRUCTED" in (folder / "SOURCE.md").read_text() if (folder / "SOURCE.md").exists() else False:
         caveats.append("config.json constructed from documented facts (see its SOURCE.md)")
     return ModelInfo(

@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import VllmFitError
+from ..hub.errors import HubTimeout
 from ..hub.resolver import ModelNotFound, ModelResolver
 from ..launch import find_launches
 from ..memory.gpu import GpuCatalog, GpuSpec
@@ -105,7 +106,15 @@ class Reviewer:
 
     async def _model(self, model_id: str, revision: Optional[str], deadline: float) -> Any:
         remaining = max(deadline - time.monotonic(), 0.0)
-        return await asyncio.wait_for(asyncio.to_thread(self.resolver.resolve, model_id, revision), timeout=remaining)
+        aresolve = getattr(self.resolver, "aresolve", None)
+        if aresolve is None:
+            return await asyncio.wait_for(asyncio.to_thread(self.resolver.resolve, model_id, revision), timeout=remaining)
+        # The Hub resolver waits on its own fetch thread without holding an executor thread; past the
+        # deadline it raises HubTimeout while the fetch goes on and fills the cache for the next review.
+        try:
+            return await aresolve(model_id, revision, timeout=remaining)
+        except HubTimeout:
+            raise asyncio.TimeoutError from None
 
     async def _judge_launch(self, found: Any, obj: dict[str, Any], deadline: float) -> LaunchResult:
         launch = found.launch

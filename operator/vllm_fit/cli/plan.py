@@ -22,7 +22,8 @@ Predict, per GPU, what `vllm serve MODEL ...` will log at startup (weights, acti
 non-torch, CUDA graphs, KV cache, blocks, tokens, concurrency), whether it starts, and what
 would: the smallest TP that fits, the longest max-model-len, or an fp8 KV cache.
 
-MODEL        a Hugging Face id in the bundled metadata, or a local directory with config.json
+MODEL        a Hugging Face id (bundled, cached, or looked up on the Hub - see `vllm-fit models
+             --help` for HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), or a local directory with config.json
 vLLM flags   as for vllm serve: -tp/--tensor-parallel-size, -pp, -dp, --gpu-memory-utilization,
              --max-model-len (16k = 16000, 16K = 16384, auto), --block-size, --kv-cache-dtype,
              --dtype, -q/--quantization, --enforce-eager, --max-num-seqs,

@@ -1,8 +1,9 @@
 """One interface for model metadata, whatever holds it.
 
-`ModelResolver.resolve(model_id, revision)` returns a ModelInfo or raises ModelNotFound (a
-VllmFitError, so callers report it like any other bad input). The webhook, `plan` and `check`
-all go through this.
+`ModelResolver.resolve(model_id, revision, timeout=None)` returns a ModelInfo or raises
+ModelNotFound (a VllmFitError, so callers report it like any other bad input); the Hub's
+failures are subclasses of it (hub/errors.py). The webhook, `plan` and `check` all go through
+`default_resolver()`: local directory -> bundled (+ extra bundle dirs) -> cache -> Hub.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Protocol, Union
 
 from ..errors import VllmFitError
 from ..memory.model_info import SAFETENSORS_DTYPE_BYTES, ModelInfo
@@ -21,7 +22,13 @@ class ModelNotFound(VllmFitError):
     """No resolver knows the model."""
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .hub_resolver import HubResolver
+
+
 class ModelResolver(Protocol):
+    """`timeout` (seconds) bounds the lookup; resolvers without I/O may ignore it."""
+
     def resolve(self, model_id: str, revision: Optional[str] = None) -> ModelInfo: ...
 
 
@@ -118,20 +125,69 @@ class LocalDirResolver:
 
 
 class ChainResolver:
-    """Try resolvers in order; the first that knows the model answers."""
+    """Try resolvers in order; the first that knows the model answers.
+
+    When none does, the error is of the most specific type any of them raised (a Hub
+    failure such as HubAccessDenied or HubTimeout wins over a plain "not bundled").
+    """
 
     def __init__(self, resolvers: Iterable[ModelResolver]) -> None:
         self.resolvers = list(resolvers)
 
-    def resolve(self, model_id: str, revision: Optional[str] = None) -> ModelInfo:
-        misses: list[str] = []
+    @property
+    def hub(self) -> Optional["HubResolver"]:
+        from .hub_resolver import HubResolver
+
+        return next((r for r in self.resolvers if isinstance(r, HubResolver)), None)
+
+    def resolve(self, model_id: str, revision: Optional[str] = None, timeout: Optional[float] = None) -> ModelInfo:
+        misses: list[ModelNotFound] = []
         for resolver in self.resolvers:
             try:
-                return resolver.resolve(model_id, revision)
+                if timeout is None:
+                    return resolver.resolve(model_id, revision)
+                return resolver.resolve(model_id, revision, timeout=timeout)  # type: ignore[call-arg]
             except ModelNotFound as exc:
-                misses.append(str(exc))
-        raise ModelNotFound(f"unknown model {model_id!r}: " + "; ".join(misses))
+                misses.append(exc)
+        raise self._unknown(model_id, misses)
+
+    async def aresolve(self, model_id: str, revision: Optional[str] = None, timeout: Optional[float] = None) -> ModelInfo:
+        """For asyncio callers (the webhook): the Hub step waits without blocking the event loop."""
+        misses: list[ModelNotFound] = []
+        for resolver in self.resolvers:
+            try:
+                if hasattr(resolver, "aresolve"):
+                    return await resolver.aresolve(model_id, revision, timeout=timeout)  # type: ignore[attr-defined]
+                return resolver.resolve(model_id, revision)  # local files only: fast
+            except ModelNotFound as exc:
+                misses.append(exc)
+        raise self._unknown(model_id, misses)
+
+    @staticmethod
+    def _unknown(model_id: str, misses: list[ModelNotFound]) -> ModelNotFound:
+        specific = [m for m in misses if type(m) is not ModelNotFound]
+        kind = type(specific[-1]) if specific else ModelNotFound
+        return kind(f"unknown model {model_id!r}: " + "; ".join(str(m) for m in misses))
 
 
-def default_resolver(extra_bundles: Iterable[Path] = ()) -> ChainResolver:
-    return ChainResolver([LocalDirResolver(), BundledResolver(extra_bundles)])
+def default_resolver(extra_bundles: Iterable[Path] = (), *, hub: Union[bool, "HubResolver", None] = None,
+                     env: Optional[Mapping[str, str]] = None) -> ChainResolver:
+    """local directory -> bundled (+ extra_bundles + $VLLM_FIT_MODEL_BUNDLE_DIRS) -> cache -> Hub.
+
+    `hub`: None/True builds a HubResolver from the environment (HF_ENDPOINT, HF_TOKEN,
+    VLLM_FIT_HF_TOKEN_FILE, HF_HUB_OFFLINE, VLLM_FIT_CACHE_DIR, ...; see hub/settings.py);
+    False leaves the Hub and the cache out; a HubResolver is used as given (keep one per
+    process: its memory cache and single flight live in it). Building it imports nothing from
+    huggingface_hub; that happens at the first real Hub request.
+    """
+    from .hub_resolver import HubResolver
+    from .settings import HubSettings, bundle_dirs_from_env
+
+    bundles: list[Path] = []
+    for folder in [*map(Path, extra_bundles), *bundle_dirs_from_env(env)]:
+        if folder not in bundles:
+            bundles.append(folder)
+    resolvers: list[ModelResolver] = [LocalDirResolver(), BundledResolver(bundles)]
+    if hub is not False:
+        resolvers.append(hub if isinstance(hub, HubResolver) else HubResolver(HubSettings.from_env(env)))
+    return ChainResolver(resolvers)

@@ -194,7 +194,7 @@ def parse_vllm_args(
     """Parse the tokens after `vllm serve` (or after `-m vllm.entrypoints.openai.api_server`)."""
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
-    unresolved: list[str] = []
+    unresolved: dict[str, None] = {}  # an ordered set: membership and removal in O(1)
     ignored: list[str] = []
     positional: Optional[str] = None
     positional_index: Optional[int] = None
@@ -202,11 +202,12 @@ def parse_vllm_args(
     def assign(flag: str, spec: _Flag, raw: object, index: int) -> None:
         if spec.field is None:
             if flag == "config":
-                unresolved.append("--config")
+                unresolved["--config"] = None
             return
         if isinstance(raw, UnresolvedValue):
-            unresolved.append(f"--{flag}")
+            unresolved[f"--{flag}"] = None
             values.pop(spec.field, None)
+            sources.pop(spec.field, None)
             return
         if isinstance(raw, bool):
             values[spec.field] = raw
@@ -214,7 +215,7 @@ def parse_vllm_args(
             values[spec.field] = spec.convert(f"--{flag}", str(raw))
         sources[spec.field] = f"argv[{index}]"
         if f"--{flag}" in unresolved:  # argparse: the last occurrence wins
-            unresolved.remove(f"--{flag}")
+            del unresolved[f"--{flag}"]
 
     tokens = list(argv)
     i = 0
@@ -269,7 +270,7 @@ def parse_vllm_args(
             else:
                 raise VllmFitError(f"{token} needs a value; vLLM would refuse to start")
             if flag == "config":
-                unresolved.append("--config")
+                unresolved["--config"] = None
                 continue
             assign(flag, spec, raw, index)
             continue
@@ -283,10 +284,11 @@ def parse_vllm_args(
         # `vllm serve MODEL` wins over `--model` (vLLM moves --model into the positional slot).
         if isinstance(positional, UnresolvedValue):
             values.pop("model", None)
-            unresolved.append("--model")
+            unresolved["--model"] = None
         else:
             values["model"] = str(positional)
             sources["model"] = f"argv[{positional_index}]"
+            unresolved.pop("--model", None)
     if "model" in values and values.get("model") == "":
         values.pop("model")
 
@@ -294,7 +296,7 @@ def parse_vllm_args(
         **values,
         vllm_version=vllm_version,
         env=dict(env or {}),
-        unresolved=tuple(dict.fromkeys(unresolved)),
+        unresolved=tuple(unresolved),
         sources=sources,
     )
     return ParsedArgs(launch=launch, ignored=ignored)

@@ -88,25 +88,40 @@ class GpuCatalog(BaseModel):
         self.__dict__["_cache"] = index
         found = index.get(_norm(name))
         if found is None:
+            # GFD with the MIG "single" strategy: NVIDIA-A100-80GB-PCIe-MIG-1g.10gb
+            head, sep, profile_name = _norm(name).rpartition("-mig-")
+            if sep and head:
+                parent_gpu = index.get(head)
+                if parent_gpu is not None:
+                    return self.find_mig(f"mig-{profile_name}", parent=parent_gpu.name)
             mig = self.find_mig(name)
             if mig is not None:
                 return mig
         return found
 
-    def find_mig(self, resource: str) -> Optional[GpuSpec]:
+    def find_mig(self, resource: str, parent: Optional[str] = None) -> Optional[GpuSpec]:
+        """A MIG slice by resource name. The same name exists on several parents with different
+        sizes: when the parent GPU is known (a node label), its own profile is used, and a
+        profile of another parent never is."""
         key = resource.strip().lower()
         short = key.split("/")[-1]
-        for profile in self.mig_profiles:
-            if profile.resource.lower() == key or profile.resource.lower().split("/")[-1] == short:
-                parent = self.find(profile.parent) if profile.parent else None
-                return GpuSpec(
-                    name=f"{profile.parent}-MIG-{short.removeprefix('mig-')}",
-                    device_name=(parent.device_name + " MIG") if parent else "",
-                    total_bytes=profile.total_bytes,
-                    nominal=profile.nominal,
-                    source=profile.source,
-                    compute_capability=parent.compute_capability if parent else None,
-                )
+        parent_spec = self.find(parent) if parent else None
+        candidates = [p for p in self.mig_profiles
+                      if p.resource.lower() == key or p.resource.lower().split("/")[-1] == short]
+        if parent:
+            wanted = parent_spec.name if parent_spec is not None else parent
+            candidates = [p for p in candidates if p.parent == wanted]
+        if candidates:
+            profile = candidates[0]
+            owner = self.find(profile.parent) if profile.parent else None
+            return GpuSpec(
+                name=f"{profile.parent}-MIG-{short.removeprefix('mig-')}",
+                device_name=(owner.device_name + " MIG") if owner else "",
+                total_bytes=profile.total_bytes,
+                nominal=profile.nominal,
+                source=profile.source,
+                compute_capability=owner.compute_capability if owner else None,
+            )
         match = re.match(r"^(?:nvidia\.com/)?mig-(\d+)g\.(\d+)gb$", key)
         if match:
             return GpuSpec(name=f"MIG-{match.group(1)}g.{match.group(2)}gb", total_bytes=int(match.group(2)) * 10**9,

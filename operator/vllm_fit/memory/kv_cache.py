@@ -89,7 +89,7 @@ class KvLayout(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     groups: tuple[KvGroup, ...]
-    layer_specs: tuple[KvSpec, ...]  # one per attention layer on this rank
+    spec_counts: tuple[tuple[KvSpec, int], ...]  # each distinct layer spec on this rank and how many layers
 
     @property
     def block_size(self) -> int:
@@ -111,7 +111,7 @@ class KvLayout(BaseModel):
     @property
     def bytes_per_token(self) -> int:
         """Bytes one token of context costs on this rank if every layer kept it (full attention)."""
-        return sum(spec.bytes_per_token for spec in self.layer_specs)
+        return sum(spec.bytes_per_token * count for spec, count in self.spec_counts)
 
     def num_blocks(self, available_bytes: int) -> int:
         return max(int(available_bytes // self.page_size_bytes // self.group_size), 0)
@@ -142,7 +142,7 @@ class KvLayout(BaseModel):
             blocks = sum(cdiv(g.spec.max_memory_usage_bytes(max_model_len, in_flight), g.spec.page_size_bytes)
                          for g in groups)
             return self.group_size * self.page_size_bytes * blocks
-        return sum(spec.max_memory_usage_bytes(max_model_len, in_flight) for spec in self.layer_specs)
+        return sum(spec.max_memory_usage_bytes(max_model_len, in_flight) * count for spec, count in self.spec_counts)
 
     def estimate_max_model_len(self, available_bytes: int, max_model_len: int, in_flight: int,
                                behaviour: VllmBehaviour) -> int:
@@ -157,24 +157,24 @@ class KvLayout(BaseModel):
         return best
 
 
-def build_layout(layer_specs: list[KvSpec], *, hybrid_manager: bool) -> Optional[KvLayout]:
+def build_layout(spec_counts: dict[KvSpec, int], *, hybrid_manager: bool) -> Optional[KvLayout]:
     """Group the layers of one rank the way get_kv_cache_groups does. None: attention-free."""
-    if not layer_specs:
+    kinds = {spec: count for spec, count in spec_counts.items() if count > 0}
+    if not kinds:
         return None
     if not hybrid_manager:
         # unify_hybrid_kv_cache_specs: windows and chunks are kept for compute only.
-        layer_specs = [
-            FullAttentionSpec(block_size=s.block_size, num_kv_heads=s.num_kv_heads, head_size=s.head_size,
-                              dtype_bytes=s.dtype_bytes)
-            if isinstance(s, (SlidingWindowSpec, ChunkedLocalAttentionSpec)) else s
-            for s in layer_specs
-        ]
-    kinds: dict[KvSpec, int] = {}
-    for spec in layer_specs:
-        kinds[spec] = kinds.get(spec, 0) + 1
+        unified: dict[KvSpec, int] = {}
+        for spec, count in kinds.items():
+            if isinstance(spec, (SlidingWindowSpec, ChunkedLocalAttentionSpec)):
+                spec = FullAttentionSpec(block_size=spec.block_size, num_kv_heads=spec.num_kv_heads,
+                                         head_size=spec.head_size, dtype_bytes=spec.dtype_bytes)
+            unified[spec] = unified.get(spec, 0) + count
+        kinds = unified
+    counts = tuple(kinds.items())
     if len(kinds) == 1:
-        (spec, count), = kinds.items()
-        return KvLayout(groups=(KvGroup(spec=spec, num_layers=count),), layer_specs=tuple(layer_specs))
+        (spec, count), = counts
+        return KvLayout(groups=(KvGroup(spec=spec, num_layers=count),), spec_counts=counts)
     pages = {spec.page_size_bytes for spec in kinds}
     if len(pages) != 1:
         from ..errors import VllmFitError
@@ -183,8 +183,7 @@ def build_layout(layer_specs: list[KvSpec], *, hybrid_manager: bool) -> Optional
     # layer count, each kind split into ceil(n / group_size) groups.
     group_size = min(kinds.values())
     groups: list[KvGroup] = []
-    for spec, count in kinds.items():
-        num_groups = cdiv(count, group_size)
-        for _ in range(num_groups):
+    for spec, count in counts:
+        for _ in range(cdiv(count, group_size)):
             groups.append(KvGroup(spec=spec, num_layers=group_size))
-    return KvLayout(groups=tuple(groups), layer_specs=tuple(layer_specs))
+    return KvLayout(groups=tuple(groups), spec_counts=counts)

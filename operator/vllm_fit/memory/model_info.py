@@ -45,6 +45,12 @@ class ModelInfo(BaseModel):
         Returns (count, note). Tied lm_heads stored anyway and DeepSeek MTP layers are skipped,
         as vLLM does not load them for serving.
         """
+        cached = self.__dict__.get("_extra_params")
+        if cached is None:
+            cached = self.__dict__["_extra_params"] = self._extra_params()
+        return cached
+
+    def _extra_params(self) -> tuple[int, str]:
         stored = self.safetensors_params
         if stored is None:
             return 0, "no safetensors parameter counts: weights estimated from the architecture alone"

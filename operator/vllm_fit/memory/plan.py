@@ -10,6 +10,7 @@ of max_model_len does not fit.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -158,38 +159,44 @@ def valid_tensor_parallel_sizes(model: ModelInfo, up_to: int) -> list[int]:
 
 # ---------------------------------------------------------------- evaluation
 
-def _layer_specs(g: ModelGeometry, layers: range, s: Settings) -> list[KvSpec]:
-    specs: list[KvSpec] = []
-    tp = s.tensor_parallel_size
+def _layer_specs(g: ModelGeometry, layers: range, s: Settings) -> dict[KvSpec, int]:
+    """The KV spec of each attention layer on this rank, counted by distinct spec."""
+    kinds: dict[str, int] = {}
     for i in layers:
-        common = dict(block_size=s.block_size, dtype_bytes=s.kv_cache_dtype_bytes)
-        if g.mla:
-            specs.append(MLAAttentionSpec(num_kv_heads=1, head_size=g.mla.kv_lora_rank + g.mla.qk_rope_head_dim, **common))
-            continue
-        heads = max(1, g.num_kv_heads // tp)
-        kind = g.layer_attention[i]
-        if kind == "sliding" and g.sliding_window and not s.disable_sliding_window:
-            specs.append(SlidingWindowSpec(num_kv_heads=heads, head_size=g.head_dim, sliding_window=g.sliding_window, **common))
-        elif kind == "chunked" and g.attention_chunk_size:
-            specs.append(ChunkedLocalAttentionSpec(num_kv_heads=heads, head_size=g.head_dim,
-                                                   attention_chunk_size=g.attention_chunk_size, **common))
-        else:
-            specs.append(FullAttentionSpec(num_kv_heads=heads, head_size=g.head_dim, **common))
-    return specs
+        kind = "mla" if g.mla else g.layer_attention[i]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    counts: dict[KvSpec, int] = {}
+    for kind, count in kinds.items():
+        spec = _spec_for(g, kind, s)
+        counts[spec] = counts.get(spec, 0) + count
+    return counts
 
 
-class _Stage(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+def _spec_for(g: ModelGeometry, kind: str, s: Settings) -> KvSpec:
+    common = dict(block_size=s.block_size, dtype_bytes=s.kv_cache_dtype_bytes)
+    if g.mla:
+        return MLAAttentionSpec(num_kv_heads=1, head_size=g.mla.kv_lora_rank + g.mla.qk_rope_head_dim, **common)
+    heads = max(1, g.num_kv_heads // s.tensor_parallel_size)
+    if kind == "sliding" and g.sliding_window and not s.disable_sliding_window:
+        return SlidingWindowSpec(num_kv_heads=heads, head_size=g.head_dim, sliding_window=g.sliding_window, **common)
+    if kind == "chunked" and g.attention_chunk_size:
+        return ChunkedLocalAttentionSpec(num_kv_heads=heads, head_size=g.head_dim,
+                                         attention_chunk_size=g.attention_chunk_size, **common)
+    return FullAttentionSpec(num_kv_heads=heads, head_size=g.head_dim, **common)
+
+
+@dataclass(frozen=True)
+class _Stage:
     weights_bytes: int
     available_bytes: int
     layout: Optional[KvLayout]
     num_blocks: int
 
 
-class _Evaluation(BaseModel):
+@dataclass(frozen=True)
+class _Evaluation:
     """Numbers for one setting, before suggestions (cheap enough to run for every TP)."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     settings: Settings
     weights: WeightsEstimate
     constants: RuntimeConstants

@@ -237,12 +237,54 @@ def _shard(t: _Tensor, g: ModelGeometry, tp: int, expert_group: int, expert_para
 
 def architecture_params(g: ModelGeometry) -> int:
     """Parameters vLLM loads for serving (a tied lm_head counted once, MTP layers excluded)."""
+    cached = g.__dict__.get("_architecture_params")
+    if cached is None:
+        cached = g.__dict__["_architecture_params"] = _architecture_params(g)
+    return cached
+
+
+def _architecture_params(g: ModelGeometry) -> int:
+    per_signature: dict[bool, int] = {}
     total = 0
     for layer in range(g.num_layers):
-        for t in _layer_tensors(g, layer):
-            total += t.rows * t.cols * t.copies
+        signature = _layer_signature(g, layer)
+        if signature not in per_signature:
+            per_signature[signature] = sum(t.rows * t.cols * t.copies for t in _layer_tensors(g, layer))
+        total += per_signature[signature]
     total += g.vocab_size * g.hidden_size * (1 if g.tie_word_embeddings else 2) + g.hidden_size
     return total
+
+
+def _layer_signature(g: ModelGeometry, layer: int) -> bool:
+    """Decoder layers differ only in dense MLP vs MoE; everything else repeats."""
+    return bool(g.moe and layer in g.moe.moe_layers)
+
+
+def _layer_allocations(g: ModelGeometry, layer: int, tp: int, dp: int, expert_parallel: bool, dtype_b: int,
+                       quant: Optional[QuantConfig], hopper_mxfp4: bool, runtime_fp8: bool
+                       ) -> tuple[dict[str, int], int]:
+    """(allocator bytes by tensor family, extra load-peak bytes) for one decoder layer on one rank."""
+    allocs: dict[tuple[str, str], float] = {}
+    family_of: dict[tuple[str, str], str] = {}
+    unquantized: dict[str, float] = {}
+    expert_group = tp * dp
+    for t in _layer_tensors(g, layer):
+        rows, cols, copies = _shard(t, g, tp, expert_group, expert_parallel)
+        quantized = t.quantizable and _quantized_module(quant, t.name)
+        parts = _linear_allocs(rows, cols, quant, dtype_b, quantized, hopper_mxfp4)
+        if hopper_mxfp4 and t.name == "experts.bias":
+            parts = {"weight": rows * cols * 4}  # the Triton path keeps expert biases in fp32
+        for part, nbytes in parts.items():
+            key = (t.alloc or t.name, part)
+            allocs[key] = allocs.get(key, 0.0) + copies * nbytes
+            family_of[key] = t.name.split(".")[0]
+        if runtime_fp8 and quantized:
+            unquantized[t.alloc] = unquantized.get(t.alloc, 0.0) + copies * rows * cols * dtype_b
+    by_family: dict[str, int] = {}
+    for key, nbytes in allocs.items():
+        by_family[family_of[key]] = by_family.get(family_of[key], 0) + allocator_block_bytes(nbytes)
+    extra_peak = sum(allocator_block_bytes(b) for b in unquantized.values())
+    return by_family, extra_peak
 
 
 def estimate_weights(
@@ -258,13 +300,24 @@ def estimate_weights(
     hopper: bool = True,
 ) -> WeightsEstimate:
     """Weights on each rank of one replica. `runtime_quant` is online `-q fp8` on an unquantized checkpoint."""
+    key = (tp, pp, dp, expert_parallel, model_dtype_bytes, runtime_quant, extra_params, hopper)
+    cache = g.__dict__.setdefault("_weights_cache", {})
+    if key not in cache:
+        cache[key] = _estimate_weights(g, tp=tp, pp=pp, dp=dp, expert_parallel=expert_parallel,
+                                       model_dtype_bytes=model_dtype_bytes, runtime_quant=runtime_quant,
+                                       extra_params=extra_params, hopper=hopper)
+    return cache[key]
+
+
+def _estimate_weights(g: ModelGeometry, *, tp: int, pp: int, dp: int, expert_parallel: bool, model_dtype_bytes: int,
+                      runtime_quant: Optional[QuantConfig], extra_params: int, hopper: bool) -> WeightsEstimate:
     quant = g.quant or runtime_quant
-    expert_group = tp * dp
     hopper_mxfp4 = hopper and quant is not None and quant.method == "mxfp4"
     notes: list[str] = []
     stage_bytes: list[int] = []
     stage_peak: list[int] = []
     stage_breakdown: list[dict[str, int]] = []
+    per_signature: dict[bool, tuple[dict[str, int], int]] = {}
     first = 0
     vpad = pad_vocab(g.vocab_size)
     counts = pp_layer_counts(g.num_layers, pp)
@@ -272,40 +325,34 @@ def estimate_weights(
         breakdown: dict[str, int] = {}
         peak = 0
         for layer in range(first, first + count):
-            allocs: dict[tuple[str, str], float] = {}
-            family_of: dict[tuple[str, str], str] = {}
-            unquantized: dict[str, float] = {}
-            for t in _layer_tensors(g, layer):
-                rows, cols, copies = _shard(t, g, tp, expert_group, expert_parallel)
-                quantized = t.quantizable and _quantized_module(quant, t.name)
-                parts = _linear_allocs(rows, cols, quant, model_dtype_bytes, quantized, hopper_mxfp4)
-                if hopper_mxfp4 and t.name == "experts.bias":
-                    parts = {"weight": rows * cols * 4}  # the Triton path keeps expert biases in fp32
-                for part, nbytes in parts.items():
-                    key = (t.alloc or t.name, part)
-                    allocs[key] = allocs.get(key, 0.0) + copies * nbytes
-                    family_of[key] = t.name.split(".")[0]
-                if runtime_quant and quantized:
-                    unquantized[t.alloc] = unquantized.get(t.alloc, 0.0) + copies * rows * cols * model_dtype_bytes
-            layer_total = 0
-            for key, nbytes in allocs.items():
-                block = allocator_block_bytes(nbytes)
-                breakdown[family_of[key]] = breakdown.get(family_of[key], 0) + block
-                layer_total += block
-            peak += layer_total + sum(allocator_block_bytes(b) for b in unquantized.values())
+            signature = _layer_signature(g, layer)
+            if signature not in per_signature:
+                per_signature[signature] = _layer_allocations(g, layer, tp, dp, expert_parallel, model_dtype_bytes,
+                                                              quant, hopper_mxfp4, runtime_quant is not None)
+            by_family, extra_peak = per_signature[signature]
+            for family, nbytes in by_family.items():
+                breakdown[family] = breakdown.get(family, 0) + nbytes
+            peak += sum(by_family.values()) + extra_peak
         first += count
         embed = allocator_block_bytes(vpad // tp * g.hidden_size * model_dtype_bytes)
+        non_layer = 0
         if stage == 0:
             breakdown["embedding"] = embed
+            non_layer += embed
         if stage == pp - 1:
             if not g.tie_word_embeddings or pp > 1:
                 breakdown["lm_head"] = embed
-            breakdown["norms"] = breakdown.get("norms", 0) + allocator_block_bytes(g.hidden_size * model_dtype_bytes)
-        breakdown["rope_cache"] = allocator_block_bytes(g.rotary_cache_positions * g.rotary_dim * g.rope_cache_dtype_bytes)
+                non_layer += embed
+            final_norm = allocator_block_bytes(g.hidden_size * model_dtype_bytes)
+            breakdown["norms"] = breakdown.get("norms", 0) + final_norm
+            non_layer += final_norm
+        rope = allocator_block_bytes(g.rotary_cache_positions * g.rotary_dim * g.rope_cache_dtype_bytes)
+        breakdown["rope_cache"] = rope
+        non_layer += rope
         if stage == 0 and extra_params:
             breakdown["other"] = extra_params * model_dtype_bytes
+            non_layer += extra_params * model_dtype_bytes
         total = sum(breakdown.values())
-        non_layer = total - sum(v for k, v in breakdown.items() if k in ("attn", "mlp", "experts", "router", "norms"))
         stage_bytes.append(total)
         stage_peak.append(max(total, peak + non_layer))
         stage_breakdown.append(breakdown)

@@ -1,0 +1,554 @@
+"""Every vLLM launch in one Kubernetes object: the public entry point of `vllm_fit.launch`.
+
+`find_launches(obj)` takes a dict as the API server or a YAML file gives it and returns one
+`FoundLaunch` per container that starts vLLM, with what the launch states (`VllmLaunch`),
+the GPUs it gets (`GpuRequest`), and problems vLLM would refuse to start with. Pure: no
+Kubernetes client, no network, no files. Bad input raises only `VllmFitError`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+from typing import Any, Iterable, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import VllmFitError
+from ..memory.gpu import GpuCatalog
+from .argv import Entrypoint, UnresolvedValue, parse_vllm_args
+from .gpus import container_gpus, gpu_request, gpu_type
+from .k8s import KSERVE_KINDS, PodTemplate, container_env, kubelet_expand, pod_templates
+from .model import GpuRequest, VllmLaunch
+from .shell import split_script, split_words
+
+# Images whose entrypoint runs the vLLM OpenAI server, so `args` alone are vLLM flags.
+# Shell-style patterns on the image name without tag or digest.
+DEFAULT_VLLM_IMAGES: tuple[str, ...] = (
+    "vllm/vllm-openai", "vllm/vllm-openai-*", "*/vllm/vllm-openai", "*/vllm/vllm-openai-*",
+    "*/vllm-openai", "*/vllm-openai-*",
+)
+
+_MAX_NESTING = 4
+_MAX_LIST_ITEMS = 10_000
+_PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)?)?$")
+_SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh"})
+_WRAPPERS = frozenset({"exec", "nohup", "time", "command", "stdbuf", "setsid", "nice", "tini", "dumb-init"})
+_API_SERVER = "vllm.entrypoints.openai.api_server"
+
+
+class FoundLaunch(BaseModel):
+    """One vLLM launch in an object."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    namespace: Optional[str] = None
+    name: Optional[str] = None
+    container: str  # "<container>", or "<template>/<container>" (e.g. "leader/vllm-leader")
+    image: Optional[str] = None
+    launch: VllmLaunch
+    gpus: GpuRequest
+    problems: tuple[str, ...] = ()  # what vLLM would reject (it would not start)
+    ignored: tuple[str, ...] = ()  # options that do not change memory or are unknown
+    runtime_template: bool = False  # a KServe runtime: the InferenceService supplies the GPUs
+
+
+# ---------------------------------------------------------------- images
+
+def image_repository(image: str) -> str:
+    ref = image.split("@", 1)[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    return ref[:colon] if colon > slash else ref
+
+
+def image_tag(image: str) -> Optional[str]:
+    ref = image.split("@", 1)[0]
+    slash, colon = ref.rfind("/"), ref.rfind(":")
+    return ref[colon + 1:] if colon > slash else None
+
+
+_TAG_VERSION = re.compile(r"^v?(\d+\.\d+\.\d+)(?:$|[-+_.])")
+_EMBEDDED_VERSION = re.compile(r"vllm[_-]v?(\d+\.\d+\.\d+)(?:$|[^\d.])")
+
+
+def vllm_version_from_image(image: Optional[str]) -> Optional[str]:
+    """`vllm/vllm-openai:v0.11.0` -> "0.11.0"; `rocm/vllm:..._vllm_0.6.4` -> "0.6.4"; else None.
+
+    Only tags that state the vLLM version count: `latest`, digests without a tag, and other
+    products' versions (NGC, Red Hat, llm-d images) give None.
+    """
+    if not image or not isinstance(image, str):
+        return None
+    tag = image_tag(image)
+    if not tag:
+        return None
+    repo = image_repository(image)
+    parts = repo.split("/")
+    if parts and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost") and len(parts) > 1:
+        parts = parts[1:]  # drop the registry host
+    if parts[:1] == ["vllm"]:
+        m = _TAG_VERSION.match(tag)
+        if m:
+            return m.group(1)
+    m = _EMBEDDED_VERSION.search(tag)
+    return m.group(1) if m else None
+
+
+class _ImageMatcher:
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+        self.regex = re.compile("|".join(fnmatch.translate(p) for p in self.patterns)) if self.patterns else None
+
+    def __call__(self, image: Optional[str]) -> bool:
+        if not image or self.regex is None:
+            return False
+        repo = image_repository(image)
+        return bool(self.regex.match(repo) or self.regex.match(repo.removeprefix("docker.io/")))
+
+
+_MATCHERS: dict[tuple[str, ...], _ImageMatcher] = {}
+
+
+def _matcher(patterns: Sequence[str]) -> _ImageMatcher:
+    key = tuple(patterns)
+    found = _MATCHERS.get(key)
+    if found is None:
+        found = _MATCHERS[key] = _ImageMatcher(key)
+        if len(_MATCHERS) > 64:
+            _MATCHERS.clear()
+    return found
+
+
+# ---------------------------------------------------------------- cheap pre-check
+
+def mentions_vllm(obj: Any, extra: Sequence[str] = ()) -> bool:
+    """True when any string in the object mentions vLLM (or a configured image): the cheap gate."""
+    needles = ("vllm",) + tuple(p.strip("*").lower() for p in extra if p.strip("*"))
+    stack = [obj]
+    budget = 1_000_000
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return True  # enormous objects go to the full reader, which stays linear
+        if isinstance(node, str):
+            low = node.lower()
+            if any(n in low for n in needles):
+                return True
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == "managedFields":
+                    continue
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+# ---------------------------------------------------------------- commands
+
+def _basename(word: str) -> str:
+    return posixpath.basename(str(word))
+
+
+def vllm_command(words: Sequence[str], variables: dict[str, Optional[str]], depth: int = 0
+                 ) -> Optional[tuple[Entrypoint, list[str]]]:
+    """(entrypoint, vLLM argv) when the command line starts vLLM's server, else None."""
+    words = list(words)
+    i = 0
+    # Wrappers and env assignments: exec, nohup, env A=1, ...
+    while i < len(words):
+        w = _basename(words[i])
+        if w in _WRAPPERS:
+            i += 1
+        elif w == "env":
+            i += 1
+            while i < len(words) and ("=" in words[i] or words[i].startswith("-")):
+                i += 1
+        elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[i]):
+            i += 1
+        else:
+            break
+    words = words[i:]
+    if not words:
+        return None
+    head = _basename(words[0])
+    if isinstance(words[0], UnresolvedValue):
+        return None
+    if head == "vllm":
+        if len(words) > 1 and words[1] == "serve":
+            return "serve", words[2:]
+        return None
+    if _PYTHON.match(head):
+        j = 1
+        while j < len(words):
+            w = words[j]
+            if w == "-m" and j + 1 < len(words):
+                module = words[j + 1]
+                if module == _API_SERVER:
+                    return "api_server", words[j + 2:]
+                if module in ("vllm.entrypoints.cli.main", "vllm") and j + 2 < len(words) and words[j + 2] == "serve":
+                    return "serve", words[j + 3:]
+                return None
+            if w.startswith("-m") and len(w) > 2:  # -mvllm.entrypoints...
+                return ("api_server", words[j + 1:]) if w[2:] == _API_SERVER else None
+            if not w.startswith("-") or w == "-c":
+                return None  # a script or -c code: not a module launch
+            j += 1
+        return None
+    if head in _SHELLS and depth < _MAX_NESTING:
+        j = 1
+        while j < len(words) and words[j].startswith("-") and not words[j].startswith("--"):
+            if "c" in words[j][1:]:
+                if j + 1 < len(words):
+                    return _from_script(words[j + 1], variables, depth + 1)
+                return None
+            j += 1
+        return None
+    return None
+
+
+def _from_script(script: str, variables: dict[str, Optional[str]], depth: int
+                 ) -> Optional[tuple[Entrypoint, list[str]]]:
+    if "vllm" not in script:
+        return None
+    for command in split_script(script, variables):
+        found = vllm_command(command, variables, depth)
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------- containers
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise VllmFitError(f"{where} must be a list of strings, not {type(value).__name__}")
+    if len(value) > _MAX_LIST_ITEMS:
+        raise VllmFitError(f"{where} has {len(value)} items; that is not a real container command")
+    return [v if isinstance(v, str) else "" if v is None else str(v) for v in value]
+
+
+def _expand_argv(tokens: list[str], variables: dict[str, Optional[str]]) -> list[str]:
+    out: list[str] = []
+    for token in tokens:
+        text, unknown = kubelet_expand(token, variables)
+        out.append(UnresolvedValue(text) if unknown else text)
+    return out
+
+
+def _expand_for_shell(tokens: list[str], variables: dict[str, Optional[str]]) -> list[str]:
+    # Unknown $(X) stay literal: the shell then sees a command substitution, i.e. unknowable.
+    return [kubelet_expand(token, variables)[0] for token in tokens]
+
+
+def container_launch(container: dict, where: str, *, injected: Optional[dict[str, Optional[str]]] = None,
+                     is_vllm_image: bool = False) -> Optional[tuple[Entrypoint, list[str], dict[str, Optional[str]]]]:
+    """(entrypoint, argv, env) when this container runs vLLM's server."""
+    command = _strings(container.get("command"), f"{where}.command")
+    args = _strings(container.get("args"), f"{where}.args")
+    env = container_env(container, injected)
+    variables = dict(env.values)
+    if command:
+        raw = command + args
+        head = _basename(raw[0])
+        if head in _SHELLS:
+            expanded = _expand_for_shell(raw, variables)
+        else:
+            expanded = _expand_argv(raw, variables)
+        found = vllm_command(expanded, variables)
+        return (found[0], found[1], variables) if found else None
+    if is_vllm_image:
+        return "serve", _expand_argv(args, variables), variables
+    if args:  # an image whose entrypoint runs its arguments (a shell wrapper, tini, ...)
+        head = _basename(args[0])
+        expanded = _expand_for_shell(args, variables) if head in _SHELLS else _expand_argv(args, variables)
+        found = vllm_command(expanded, variables)
+        return (found[0], found[1], variables) if found else None
+    return None
+
+
+def _vllm_env(variables: dict[str, Optional[str]]) -> dict[str, str]:
+    return {k: v for k, v in variables.items() if k.startswith("VLLM_") and v is not None}
+
+
+def _parse(entrypoint: Entrypoint, argv: list[str], version: Optional[str], env: dict[str, str]
+           ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...]]:
+    try:
+        parsed = parse_vllm_args(argv, entrypoint=entrypoint, vllm_version=version, env=env)
+    except VllmFitError as exc:
+        return VllmLaunch(vllm_version=version, env=env), (str(exc),), ()
+    return parsed.launch, (), tuple(parsed.ignored)
+
+
+def _containers(spec: dict) -> list[tuple[dict, bool]]:
+    """(container, is_init) for regular and init containers (native sidecars can run vLLM)."""
+    out: list[tuple[dict, bool]] = []
+    for key, is_init in (("initContainers", True), ("containers", False)):
+        items = spec.get(key)
+        if isinstance(items, list):
+            out.extend((c, is_init) for c in items[:_MAX_LIST_ITEMS] if isinstance(c, dict))
+    return out
+
+
+def _pod_gpus(spec: Optional[dict]) -> int:
+    if not isinstance(spec, dict):
+        return 0
+    total = 0
+    for container, is_init in _containers(spec):
+        if is_init and container.get("restartPolicy") != "Always":
+            continue
+        total += container_gpus(container)[0]
+    return total
+
+
+class _Context:
+    def __init__(self, obj: dict, vllm_images: Sequence[str], default_gpu: Optional[str]) -> None:
+        self.kind = str(obj.get("kind") or "")
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        ns, name = meta.get("namespace"), meta.get("name") or meta.get("generateName")
+        self.namespace = ns if isinstance(ns, str) else None
+        self.name = name if isinstance(name, str) else None
+        self.is_vllm_image = _matcher(vllm_images)
+        self.default_gpu = default_gpu
+
+    def found(self, container: str, image: Optional[str], launch: VllmLaunch, gpus: GpuRequest,
+              problems: tuple[str, ...], ignored: tuple[str, ...], runtime_template: bool = False) -> FoundLaunch:
+        return FoundLaunch(kind=self.kind, namespace=self.namespace, name=self.name, container=container,
+                           image=image, launch=launch, gpus=gpus, problems=problems, ignored=ignored,
+                           runtime_template=runtime_template)
+
+
+def _template_launches(ctx: _Context, template: PodTemplate) -> list[FoundLaunch]:
+    out: list[FoundLaunch] = []
+    for container, _is_init in _containers(template.spec):
+        cname = container.get("name") if isinstance(container.get("name"), str) else "?"
+        label = f"{template.path}/{cname}" if template.path else cname
+        image = container.get("image") if isinstance(container.get("image"), str) else None
+        found = container_launch(container, f"{label}", injected=template.extra_env,
+                                 is_vllm_image=ctx.is_vllm_image(image))
+        if found is None:
+            continue
+        entrypoint, argv, variables = found
+        version = vllm_version_from_image(image)
+        launch, problems, ignored = _parse(entrypoint, argv, version, _vllm_env(variables))
+        count, resource = container_gpus(container, f"{label}.resources")
+        group = template.group or {}
+        if "lws_size" in group:
+            size = group["lws_size"]
+            if group.get("has_leader") and group.get("role") == "leader":
+                count = count + (size - 1) * _pod_gpus(group.get("worker_spec"))
+            else:
+                count = count * size
+        kind_source = gpu_type(template.annotations, template.spec, resource, ctx.default_gpu)
+        out.append(ctx.found(label, image, launch, gpu_request(count, resource, kind_source), problems, ignored,
+                             runtime_template=bool(group.get("runtime_template"))))
+    return out
+
+
+# ---------------------------------------------------------------- KServe
+
+_HF_ONLY_FLAGS = ("--model_name", "--model-name", "--model_id", "--model-id", "--model_dir", "--model-dir",
+                  "--model_revision", "--model-revision", "--backend", "--task")
+
+
+def _hf_flag(argv: list[str], names: Sequence[str]) -> Optional[str]:
+    value = None
+    for i, token in enumerate(argv):
+        key, eq, attached = token.partition("=")
+        if key in names:
+            if eq:
+                value = UnresolvedValue(attached) if isinstance(token, UnresolvedValue) else attached
+            elif i + 1 < len(argv):
+                value = argv[i + 1]
+    return value
+
+
+def _model_from_uri(uri: Any) -> tuple[Optional[str], bool]:
+    """(model id, unresolved) from a KServe storage URI."""
+    if not isinstance(uri, str) or not uri:
+        return None, False
+    if uri.startswith("hf://") and "${" not in uri and "$(" not in uri:
+        return uri[5:].split("?", 1)[0].rstrip("/") or None, not uri[5:]
+    return None, True  # s3://, gs://, pvc://, or a placeholder: the contents are not knowable here
+
+
+def _kserve_isvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
+    predictor = obj.get("spec", {}).get("predictor") if isinstance(obj.get("spec"), dict) else None
+    if not isinstance(predictor, dict):
+        return []
+    top = obj.get("metadata", {}).get("annotations") if isinstance(obj.get("metadata"), dict) else None
+    annotations = [predictor.get("annotations") if isinstance(predictor.get("annotations"), dict) else None,
+                   top if isinstance(top, dict) else None]
+    out: list[FoundLaunch] = []
+    model = predictor.get("model")
+    if isinstance(model, dict):
+        fmt = model.get("modelFormat") if isinstance(model.get("modelFormat"), dict) else {}
+        fmt_name = str(fmt.get("name", "")).lower()
+        args = _strings(model.get("args"), "predictor.model.args")
+        env = container_env(model)
+        argv = _expand_argv(args, dict(env.values))
+        backend = _hf_flag(argv, ("--backend",))
+        runtime = str(model.get("runtime") or "")
+        is_vllm = fmt_name == "vllm" or "vllm" in runtime or (fmt_name == "huggingface" and backend in (None, "vllm"))
+        if is_vllm:
+            model_id = _hf_flag(argv, ("--model_id", "--model-id"))
+            rest = [t for i, t in enumerate(argv) if not _is_hf_token(argv, i)]
+            unresolved_model = False
+            if model_id is None and _hf_flag(argv, ("--model",)) is None:
+                model_id, unresolved_model = _model_from_uri(model.get("storageUri"))
+            head: list[str] = []
+            if model_id is not None:
+                head = ["--model", model_id]
+            elif unresolved_model:
+                head = ["--model", UnresolvedValue("storageUri")]
+            worker = predictor.get("workerSpec")
+            nodes = 1
+            if isinstance(worker, dict):
+                tp, pp = worker.get("tensorParallelSize"), worker.get("pipelineParallelSize")
+                if isinstance(tp, int) and not isinstance(tp, bool):
+                    head += ["--tensor-parallel-size", str(tp)]
+                if isinstance(pp, int) and not isinstance(pp, bool):
+                    head += ["--pipeline-parallel-size", str(pp)]
+                    nodes = max(pp, 1)
+            image = model.get("image") if isinstance(model.get("image"), str) else None
+            version = vllm_version_from_image(image)
+            launch, problems, ignored = _parse("serve", head + rest, version, _vllm_env(dict(env.values)))
+            count, resource = container_gpus(model, "predictor.model.resources")
+            kind_source = gpu_type(annotations, predictor, resource, ctx.default_gpu)
+            out.append(ctx.found("kserve-container", image, launch, gpu_request(count * nodes, resource, kind_source),
+                                 problems, ignored))
+    if isinstance(predictor.get("containers"), list):
+        out.extend(_template_launches(ctx, PodTemplate("", predictor, annotations)))
+    return out
+
+
+def _is_hf_token(argv: list[str], i: int) -> bool:
+    token = argv[i]
+    if token.partition("=")[0] in _HF_ONLY_FLAGS:
+        return True
+    if i > 0 and argv[i - 1] in _HF_ONLY_FLAGS:
+        return True
+    return False
+
+
+def _llmisvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    top = obj.get("metadata", {}).get("annotations") if isinstance(obj.get("metadata"), dict) else None
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    model_id, unresolved_model = _model_from_uri(model.get("uri"))
+    out: list[FoundLaunch] = []
+    roles: list[tuple[str, dict]] = [("", spec)]
+    if isinstance(spec.get("prefill"), dict):
+        roles.append(("prefill.", spec["prefill"]))
+    for prefix, role in roles:
+        template = role.get("template")
+        if not isinstance(template, dict):
+            continue
+        par = role.get("parallelism") if isinstance(role.get("parallelism"), dict) else {}
+        head: list[str] = []
+        if model_id is not None:
+            head += ["--model", model_id]
+        elif unresolved_model:
+            head += ["--model", UnresolvedValue(str(model.get("uri")))]
+        for key, flag in (("tensor", "--tensor-parallel-size"), ("pipeline", "--pipeline-parallel-size"),
+                          ("data", "--data-parallel-size"), ("dataLocal", "--data-parallel-size-local")):
+            value = par.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                head += [flag, str(value)]
+        if par.get("expert") is True:
+            head.append("--enable-expert-parallel")
+        containers = [c for c, _ in _containers(template)]
+        main = next((c for c in containers if c.get("name") == "main"), containers[0] if containers else None)
+        if main is None:
+            continue
+        env = container_env(main)
+        variables = dict(env.values)
+        extra: list[str] = []
+        additional = variables.get("VLLM_ADDITIONAL_ARGS")
+        if additional:
+            extra = split_words(additional, variables)
+        args = _expand_argv(_strings(main.get("args"), "template.args"), variables)
+        image = main.get("image") if isinstance(main.get("image"), str) else None
+        version = vllm_version_from_image(image)
+        launch, problems, ignored = _parse("serve", head + args + extra, version, _vllm_env(variables))
+        if "VLLM_ADDITIONAL_ARGS" in variables and additional is None:
+            launch = launch.model_copy(update={"unresolved": launch.unresolved + ("VLLM_ADDITIONAL_ARGS",)})
+        count, resource = container_gpus(main, f"{prefix}template.resources")
+        worker = role.get("worker")
+        pods = 1
+        if isinstance(worker, dict):
+            data, local = par.get("data"), par.get("dataLocal")
+            if isinstance(data, int) and isinstance(local, int) and local > 0 and data >= local:
+                pods = data // local
+            elif isinstance(par.get("pipeline"), int) and par["pipeline"] > 1:
+                pods = par["pipeline"]
+        annotations = [template.get("annotations") if isinstance(template.get("annotations"), dict) else None,
+                       top if isinstance(top, dict) else None]
+        kind_source = gpu_type(annotations, template, resource, ctx.default_gpu)
+        name = main.get("name") if isinstance(main.get("name"), str) else "main"
+        out.append(ctx.found(f"{prefix}template/{name}", image, launch,
+                             gpu_request(count * pods, resource, kind_source), problems, ignored))
+    return out
+
+
+# ---------------------------------------------------------------- entry point
+
+def find_launches(
+    obj: Any,
+    *,
+    vllm_images: Sequence[str] = DEFAULT_VLLM_IMAGES,
+    default_gpu: Optional[str] = None,
+    catalog: Optional[GpuCatalog] = None,
+) -> list[FoundLaunch]:
+    """Every vLLM launch in one Kubernetes object (a `List` is expanded)."""
+    if not isinstance(obj, dict):
+        raise VllmFitError(f"a Kubernetes object must be a mapping, not {type(obj).__name__}")
+    try:
+        return _find(obj, tuple(vllm_images), default_gpu, catalog, 0)
+    except RecursionError:
+        raise VllmFitError("the object is nested too deeply to be a Kubernetes manifest") from None
+
+
+def _find(obj: dict, vllm_images: tuple[str, ...], default_gpu: Optional[str], catalog: Optional[GpuCatalog],
+          depth: int) -> list[FoundLaunch]:
+    kind = obj.get("kind")
+    if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list)):
+        if depth > 8:
+            raise VllmFitError("Lists nested more than 8 deep")
+        out: list[FoundLaunch] = []
+        for item in obj.get("items") or []:
+            if isinstance(item, dict):
+                out.extend(_find(item, vllm_images, default_gpu, catalog, depth + 1))
+        return out
+    if not isinstance(kind, str):
+        return []
+    # The cheap gate: no mention of vLLM (nor of a configured image) and not a KServe kind.
+    extra = [p for p in vllm_images if p not in DEFAULT_VLLM_IMAGES]
+    if kind not in KSERVE_KINDS and not mentions_vllm(obj.get("spec", obj), extra):
+        return []
+    ctx = _Context(obj, vllm_images, default_gpu)
+    if kind == "InferenceService":
+        return _kserve_isvc(ctx, obj)
+    if kind == "LLMInferenceService":
+        return _llmisvc(ctx, obj)
+    launches: list[FoundLaunch] = []
+    by_role: dict[str, list[FoundLaunch]] = {}
+    for template in pod_templates(obj):
+        found = _template_launches(ctx, template)
+        role = (template.group or {}).get("role")
+        if role:
+            by_role.setdefault(role, []).extend(found)
+        else:
+            launches.extend(found)
+    if by_role:
+        # One launch per LeaderWorkerSet group: the leader's; the workers' only without a leader launch.
+        launches.extend(by_role.get("leader") or by_role.get("worker") or [])
+    return launches

@@ -1,0 +1,120 @@
+"""The GPUs a container gets, and what decides their type.
+
+Count: `limits` (else `requests`) of `nvidia.com/gpu`, `amd.com/gpu` or a MIG resource
+(`nvidia.com/mig-3g.40gb`). Type, first that applies: the `vllm-fit.io/gpu` annotation,
+a nodeSelector on a GPU label (GPU Feature Discovery `nvidia.com/gpu.product` /
+`nvidia.com/gpu.memory`, GKE `cloud.google.com/gke-accelerator`, AMD labels), the same
+labels in required node affinity (a single `In` value), a well-known instance type, the MIG
+resource name, the configured default; else unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from ..errors import VllmFitError
+from .model import GpuRequest
+
+ANNOTATION = "vllm-fit.io/gpu"
+
+# node label -> type_source; checked in this order.
+GPU_LABELS: tuple[tuple[str, str], ...] = (
+    ("nvidia.com/gpu.product", "node-selector"),
+    ("cloud.google.com/gke-accelerator", "gke-accelerator"),
+    ("amd.com/gpu.product-name", "amd-label"),
+    ("beta.amd.com/gpu.product-name", "amd-label"),
+    ("nvidia.com/gpu.memory", "node-selector"),
+)
+INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+
+_MIG = re.compile(r"^nvidia\.com/mig-\d+g\.\d+gb(?:\.[a-z0-9+]+)*$")
+_PLAIN = ("nvidia.com/gpu", "amd.com/gpu")
+
+
+def is_gpu_resource(name: str) -> bool:
+    return name in _PLAIN or bool(_MIG.match(name))
+
+
+def _quantity(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise VllmFitError(f"{where}: {value!r} is not a GPU count")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d{1,9}", text):
+        return int(text)
+    raise VllmFitError(f"{where}: {value!r} is not a whole number of GPUs")
+
+
+def container_gpus(container: dict, where: str = "resources") -> tuple[int, Optional[str]]:
+    """(count, resource) for one container: limits win over requests (extended resources must match)."""
+    resources = container.get("resources")
+    if not isinstance(resources, dict):
+        return 0, None
+    for section in ("limits", "requests"):
+        table = resources.get(section)
+        if not isinstance(table, dict):
+            continue
+        for name, value in table.items():
+            key = str(name).strip()
+            if is_gpu_resource(key):
+                return _quantity(value, f"{where}.{section}[{key}]"), key
+    return 0, None
+
+
+def _affinity_values(pod_spec: dict, label: str) -> Optional[str]:
+    """The single value a required node-affinity term pins `label` to, if any."""
+    try:
+        terms = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(terms, list):
+        return None
+    found: set[str] = set()
+    for term in terms:
+        exprs = term.get("matchExpressions") if isinstance(term, dict) else None
+        if not isinstance(exprs, list):
+            continue
+        for expr in exprs:
+            if not isinstance(expr, dict) or expr.get("key") != label or expr.get("operator") != "In":
+                continue
+            values = expr.get("values")
+            if isinstance(values, list):
+                found.update(str(v) for v in values)
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def gpu_type(annotations: list[Optional[dict]], pod_spec: dict, resource: Optional[str],
+             default_gpu: Optional[str]) -> tuple[Optional[str], str]:
+    """(type, type_source) for a pod template."""
+    for table in annotations:
+        if isinstance(table, dict) and table.get(ANNOTATION):
+            return str(table[ANNOTATION]), "annotation"
+    selector = pod_spec.get("nodeSelector")
+    selector = selector if isinstance(selector, dict) else {}
+    for label, source in GPU_LABELS:
+        if selector.get(label):
+            value = str(selector[label])
+            return (f"{value}MiB" if label.endswith("gpu.memory") else value), source
+    for label, source in GPU_LABELS:
+        value = _affinity_values(pod_spec, label)
+        if value:
+            return (f"{value}MiB" if label.endswith("gpu.memory") else value), "node-affinity"
+    for label in INSTANCE_TYPE_LABELS:
+        value = selector.get(label) or _affinity_values(pod_spec, label)
+        if value:
+            return str(value), "instance-type"
+    if resource and _MIG.match(resource):
+        return resource, "mig-resource"
+    if default_gpu:
+        return default_gpu, "default"
+    return None, "unknown"
+
+
+def gpu_request(count: int, resource: Optional[str], gpu_type_and_source: tuple[Optional[str], str]) -> GpuRequest:
+    kind, source = gpu_type_and_source
+    return GpuRequest(count=count, resource=resource, type=kind, type_source=source)  # type: ignore[arg-type]
