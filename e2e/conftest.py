@@ -105,6 +105,7 @@ class Webhook:
     mode: str
     namespace: str  # where it runs (helm) or the stand-in (local)
     log: Optional[Path] = None
+    url: Optional[str] = None  # local mode: where the API server must reach `serve --dev`
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log is None or not self.log.exists():
@@ -155,7 +156,7 @@ def webhook(cluster: Cluster, kubectl: Kubectl, namespaces: Namespaces, tmp_path
             pytest.fail("helm mode: no webhook configuration with vllm-fit.io webhooks in the cluster; "
                         "install the chart first (e2e/kind.sh helm)")
         ready = kubectl("wait", "--for=condition=Available", "deployment", "--all", "-n", namespaces.own,
-                        "--timeout=120s", timeout=140)
+                        "--timeout=120s", timeout=130)
         assert ready.ok, f"the webhook Deployment in {namespaces.own} is not Available:\n{ready}"
         hook = Webhook(mode="helm", namespace=namespaces.own)
         _wait_until_effective(kubectl, namespaces, hook)
@@ -170,20 +171,24 @@ def webhook(cluster: Cluster, kubectl: Kubectl, namespaces: Namespaces, tmp_path
     port = int(os.environ.get("E2E_DEV_PORT") or _free_port())
     health_port = int(os.environ.get("E2E_DEV_HEALTH_PORT") or _free_port())
     exempt = [n for n in os.environ.get("VLLM_FIT_EXEMPT_NAMESPACES", "kube-system").split(",") if n]
-    env = {**os.environ, "VLLM_FIT_EXEMPT_NAMESPACES": ",".join(dict.fromkeys(exempt + ["kube-system", namespaces.own])),
-           "PYTHONUNBUFFERED": "1"}
+    kubeconfig = os.pathsep.join(str(p.resolve()) for p in kubeconfig_paths()[1])  # serve runs in REPO
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1",
+           "VLLM_FIT_EXEMPT_NAMESPACES": ",".join(dict.fromkeys(exempt + ["kube-system", namespaces.own]))}
     command = [sys.executable, "-m", "vllm_fit", "serve", "--dev", "--port", str(port),
                "--health-port", str(health_port)]
+    # Same session as pytest: a Ctrl-C reaches the server too, and it unregisters itself.
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                                   start_new_session=True)
-    hook = Webhook(mode="local", namespace=namespaces.own, log=log)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    hook = Webhook(mode="local", namespace=namespaces.own, log=log,
+                   url=f"https://{env.get('VLLM_FIT_DEV_HOST') or '127.0.0.1'}:{port}")
     try:
         def registered() -> Optional[str]:
             if process.poll() is not None:
                 pytest.fail(f"vllm-fit serve --dev exited with {process.returncode}:\n{hook.log_tail()}")
+            if '"dev-registered"' not in log.read_text(errors="replace"):
+                return "no dev-registered event in its log yet"
             present = _dev_configurations(kubectl)
-            return None if all(present.values()) else f"registered: {present}"
+            return None if all(present.values()) else f"logged dev-registered, but in the cluster: {present}"
 
         poll("vllm-fit serve --dev registering its webhook configurations", registered)
         _wait_until_effective(kubectl, namespaces, hook)
@@ -216,7 +221,11 @@ def _wait_until_effective(kubectl: Kubectl, namespaces: Namespaces, hook: Webhoo
             return None
         return f"{result.returncode} {result.stderr.strip() or 'no vllm-fit.io annotations'}"
 
-    extra = f"\nwebhook log:\n{hook.log_tail()}" if hook.log else ""
+    extra = ""
+    if hook.mode == "local":
+        extra = (f"\nThe API server must reach {hook.url} (set VLLM_FIT_DEV_HOST to this host's address as the "
+                 f"cluster sees it; for kind, the gateway of the `kind` docker network)."
+                 f"\nwebhook log:\n{hook.log_tail()}")
     try:
         poll("the validating webhook denying a TP=1 dry run", denies)
         poll("the mutating webhook annotating a TP=2 dry run", annotates)

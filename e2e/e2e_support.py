@@ -60,12 +60,16 @@ class Kubectl:
     request_timeout: int = REQUEST_TIMEOUT
 
     def __call__(self, *args: str, input: Optional[str] = None, timeout: Optional[float] = None) -> Result:
-        argv = [self.binary, f"--request-timeout={self.request_timeout}s", *args]
+        """Run kubectl; each request is limited to request_timeout, the whole command to `timeout`
+        (default: request_timeout + 15 s; give more to commands with their own --timeout, like wait)."""
+        request_timeout = max(self.request_timeout, int(timeout or 0))
+        argv = [self.binary, f"--request-timeout={request_timeout}s", *args]
         try:
             done = subprocess.run(argv, input=input, capture_output=True, text=True,
-                                  timeout=timeout or self.request_timeout + 15)
+                                  timeout=(timeout or self.request_timeout) + 15)
         except subprocess.TimeoutExpired as exc:
-            return Result(list(args), 124, _text(exc.stdout), _text(exc.stderr) + f"\n(timed out after {exc.timeout} s)")
+            why = f"\n(kubectl timed out after {exc.timeout} s)"
+            return Result(list(args), 124, _text(exc.stdout), _text(exc.stderr) + why)
         return Result(list(args), done.returncode, done.stdout, done.stderr)
 
     def apply(self, obj: dict[str, Any], *extra: str) -> Result:

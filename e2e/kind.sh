@@ -141,14 +141,14 @@ if [ "$MODE" = helm ]; then
     --set "image.repository=${IMAGE%:*},image.tag=${IMAGE##*:},image.pullPolicy=IfNotPresent" \
     --set hub.enabled=false \
     --wait --timeout 5m
-  kubectl --request-timeout=20s -n "$NAMESPACE" wait --for=condition=Available deployment --all --timeout=180s
+  kubectl --request-timeout=200s -n "$NAMESPACE" wait --for=condition=Available deployment --all --timeout=180s
   if [ "$upgrade" = 1 ]; then
     # A rebuilt image under the same tag is not picked up by `helm upgrade` alone.
     kubectl --request-timeout=20s -n "$NAMESPACE" rollout restart deployment -l "app.kubernetes.io/instance=$RELEASE"
   fi
   for deployment in $(kubectl --request-timeout=20s -n "$NAMESPACE" get deployment \
                         -l "app.kubernetes.io/instance=$RELEASE" -o name); do
-    kubectl --request-timeout=20s -n "$NAMESPACE" rollout status "$deployment" --timeout=180s
+    kubectl --request-timeout=200s -n "$NAMESPACE" rollout status "$deployment" --timeout=180s
   done
   say "running E2E_MODE=helm pytest e2e"
   exec env E2E_MODE=helm E2E_WEBHOOK_NAMESPACE="$NAMESPACE" KUBECONFIG="$KUBECONFIG_FILE" \

@@ -49,7 +49,7 @@ def _log_review(webhook: str, body: Any, operation: str, dryrun: bool, judgement
         "name": meta.get("name") or meta.get("generateName"), "operation": operation, "dry_run": dryrun,
         "mode": judgement.mode, "verdict": judgement.verdict, "decision": judgement.decision,
         "skipped": judgement.skipped, "kv_cache_gib": judgement.kv_cache_gib,
-        "models": [r.model for r in judgement.launches], "warnings": len(judgement.warnings),
+        "models": [r.found.launch.model for r in judgement.launches], "warnings": len(judgement.warnings),
         "duration_ms": round(judgement.duration_seconds * 1000, 2),
     }))
 

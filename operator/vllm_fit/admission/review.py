@@ -17,7 +17,8 @@ from ..hub.errors import HubTimeout
 from ..hub.resolver import ModelNotFound, ModelResolver
 from ..launch import find_launches
 from ..memory.gpu import GpuCatalog, GpuSpec
-from ..memory.plan import MemoryPlan, Reason, plan
+from ..check import LaunchResult, check_launch
+from ..memory.plan import Reason, Verdict
 from ..memory.runtime import RuntimeProfiles
 from .config import WebhookConfig
 
@@ -29,19 +30,6 @@ RESULT_ANNOTATIONS = tuple(ANNOTATION_PREFIX + key for key in (
 WARNING_LIMIT = 120
 
 Decision = Literal["allow", "deny"]
-
-
-class LaunchResult(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-    container: str
-    model: Optional[str]
-    gpu: Optional[str]
-    plan: Optional[MemoryPlan] = None
-    reasons: tuple[Reason, ...] = ()
-
-    @property
-    def errors(self) -> tuple[Reason, ...]:
-        return tuple(r for r in self.reasons if r.severity == "error")
 
 
 class Judgement(BaseModel):
@@ -64,10 +52,23 @@ class Judgement(BaseModel):
         return None
 
 
-def _policy_reason(code: str, policy: str, message: str) -> Optional[Reason]:
-    if policy == "allow":
-        return None
-    return Reason(code=code, severity="error" if policy == "deny" else "warning", message=message, summary=message)
+# Findings of check_launch that mean "not judged", governed by the unknown-model / unknown-GPU policies.
+_MODEL_CODES = frozenset({"unknown-model", "unresolved-model", "no-model", "model-metadata", "metadata-timeout"})
+_GPU_CODES = frozenset({"unknown-gpu"})
+
+
+class _Resolved:
+    """A resolver that already holds the answer (looked up under the review's deadline)."""
+
+    def __init__(self, model_id: str, info: Any = None, error: Optional[VllmFitError] = None) -> None:
+        self.model_id, self.info, self.error = model_id, info, error
+
+    def resolve(self, model_id: str, revision: Optional[str] = None) -> Any:
+        if self.error is not None:
+            raise self.error
+        if model_id != self.model_id:
+            raise ModelNotFound(f"model {model_id!r} was not looked up for this review")
+        return self.info
 
 
 def _controller_owned(obj: dict[str, Any]) -> bool:
@@ -77,6 +78,10 @@ def _controller_owned(obj: dict[str, Any]) -> bool:
 
 def _fingerprint(found: list[Any]) -> list[tuple[str, Any, Any]]:
     return [(f.container, f.launch.model_dump(exclude={"sources"}), f.gpus.model_dump()) for f in found]
+
+
+def _unprefixed(message: str) -> str:
+    return message.removeprefix("vllm-fit: ")
 
 
 def _trim(text: str, limit: int = WARNING_LIMIT) -> str:
@@ -116,66 +121,43 @@ class Reviewer:
         except HubTimeout:
             raise asyncio.TimeoutError from None
 
+    def _apply_policy(self, result: LaunchResult) -> LaunchResult:
+        reasons: list[Reason] = []
+        for reason in result.verdict.reasons:
+            policy = (self.config.unknown_model_policy if reason.code in _MODEL_CODES else
+                      self.config.unknown_gpu_policy if reason.code in _GPU_CODES else None)
+            if policy == "allow":
+                continue
+            if policy == "deny":
+                reason = reason.model_copy(update={"severity": "error"})
+            reasons.append(reason)
+        fits = not any(r.severity == "error" for r in reasons)
+        return result.model_copy(update={"verdict": Verdict(fits=fits, reasons=tuple(reasons))})
+
     async def _judge_launch(self, found: Any, obj: dict[str, Any], deadline: float) -> LaunchResult:
         launch = found.launch
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        model_id = annotations.get(MODEL_ID_ANNOTATION) or launch.model
-        gpu_name = found.gpus.type
-        reasons: list[Reason] = []
-        for problem in getattr(found, "problems", ()) or ():
-            reasons.append(Reason(code="invalid-argument", severity="error",
-                                  message=f"vLLM would refuse to start: {problem}", summary=_trim(f"vLLM rejects: {problem}")))
-        if reasons:
-            return LaunchResult(container=found.container, model=model_id, gpu=gpu_name, reasons=tuple(reasons))
-        gpu = self.catalog.find(gpu_name) if gpu_name else None
-        if gpu is None and gpu_name:
+        named = annotations.get(MODEL_ID_ANNOTATION)
+        if named:  # a local path (PVC weights) named by its Hub id on the workload
+            launch = launch.model_copy(update={"model": named,
+                                               "unresolved": tuple(u for u in launch.unresolved if u != "--model")})
+            found = found.model_copy(update={"launch": launch})
+        resolver: Any = _Resolved(launch.model or "", error=ModelNotFound("no model"))
+        if launch.model and "--model" not in launch.unresolved:
             try:
-                gpu = self.catalog.resolve(gpu_name)
-            except VllmFitError:
-                gpu = None
-        if gpu is None:
-            why = f"GPU type {gpu_name!r} is not in the catalog" if gpu_name else "no GPU type is known for this pod"
-            reason = _policy_reason("unknown-gpu", self.config.unknown_gpu_policy,
-                                    f"vllm-fit: {why}; set the vllm-fit.io/gpu annotation or a default GPU")
-            return LaunchResult(container=found.container, model=model_id, gpu=gpu_name,
-                                reasons=(reason,) if reason else ())
-        if not model_id:
-            why = "the model comes from " + ", ".join(launch.unresolved) if launch.unresolved else "no model is given"
-            reason = _policy_reason("unknown-model", self.config.unknown_model_policy,
-                                    _trim(f"vllm-fit: {why}; not checked"))
-            return LaunchResult(container=found.container, model=None, gpu=gpu.name, reasons=(reason,) if reason else ())
-        try:
-            info = await self._model(model_id, launch.revision, deadline)
-        except asyncio.TimeoutError:
-            reason = _policy_reason("metadata-timeout", self.config.unknown_model_policy,
-                                    _trim(f"vllm-fit: metadata for {model_id} not ready within "
-                                          f"{self.config.deadline_seconds:g}s; not checked"))
-            return LaunchResult(container=found.container, model=model_id, gpu=gpu.name, reasons=(reason,) if reason else ())
-        except ModelNotFound as exc:
-            reason = _policy_reason("unknown-model", self.config.unknown_model_policy,
-                                    _trim(f"vllm-fit: model {model_id} unknown ({str(exc).split(':')[0]}); not checked"))
-            return LaunchResult(container=found.container, model=model_id, gpu=gpu.name, reasons=(reason,) if reason else ())
-        except VllmFitError as exc:
-            reason = _policy_reason("unknown-model", self.config.unknown_model_policy,
-                                    _trim(f"vllm-fit: model {model_id}: {exc}; not checked"))
-            return LaunchResult(container=found.container, model=model_id, gpu=gpu.name, reasons=(reason,) if reason else ())
-        if launch.model != model_id:
-            launch = launch.model_copy(update={"model": model_id})
-        try:
-            result = plan(info, launch, gpu, self.profiles, gpus_given=found.gpus.count,
-                          gpus_per_node=self.config.gpus_per_node,
-                          concurrency_threshold=self.config.concurrency_threshold,
-                          default_version=self.config.default_vllm_version)
-        except VllmFitError as exc:
-            reason = _policy_reason("unknown-model", self.config.unknown_model_policy,
-                                    _trim(f"vllm-fit: cannot model {model_id}: {exc}"))
-            return LaunchResult(container=found.container, model=model_id, gpu=gpu.name, reasons=(reason,) if reason else ())
-        unresolved = tuple(
-            Reason(code="unresolved", severity="warning", message=f"vllm-fit: {flag} is not known at admission time",
-                   summary=f"vllm-fit: {flag} not known at admission; defaults assumed")
-            for flag in launch.unresolved if flag != "--model")
-        return LaunchResult(container=found.container, model=model_id, gpu=gpu.name, plan=result,
-                            reasons=tuple(result.verdict.reasons) + unresolved)
+                resolver = _Resolved(launch.model, info=await self._model(launch.model, launch.revision, deadline))
+            except asyncio.TimeoutError:
+                message = (f"vllm-fit: metadata for {launch.model} not ready within "
+                           f"{self.config.deadline_seconds:g}s; not checked")
+                timeout = Reason(code="metadata-timeout", severity="warning", message=message, summary=_trim(message))
+                return self._apply_policy(LaunchResult(found=found, verdict=Verdict(fits=True, reasons=(timeout,))))
+            except VllmFitError as exc:
+                resolver = _Resolved(launch.model, error=exc)
+        result = check_launch(found, resolver=resolver, catalog=self.catalog, profiles=self.profiles,
+                              default_vllm_version=self.config.default_vllm_version,
+                              gpus_per_node=self.config.gpus_per_node,
+                              concurrency_threshold=self.config.concurrency_threshold)
+        return self._apply_policy(result)
 
     async def review(self, obj: dict[str, Any], *, old: Optional[dict[str, Any]] = None, operation: str = "CREATE",
                      namespace: Optional[str] = None, mode: Optional[str] = None) -> Judgement:
@@ -206,18 +188,19 @@ class Reviewer:
                 duration: float) -> Judgement:
         meta = obj.get("metadata") or {}
         where = f"{meta.get('namespace') or '-'}/{meta.get('name') or meta.get('generateName') or '?'}"
-        errors = [(r, e) for r in results for e in r.errors]
-        verdict = "reject" if errors else ("warn" if any(r.reasons for r in results) else "fits")
+        errors = [(r, e) for r in results for e in r.verdict.errors]
+        verdict = "reject" if errors else ("warn" if any(r.verdict.reasons for r in results) else "fits")
         if all(r.plan is None for r in results) and not errors:
             verdict = "unknown"
         deny = bool(errors) and mode == "enforce" and not unchanged
         message = None
         if deny:
-            message = "vllm-fit: " + " | ".join(f"{where} container {r.container}: {e.message}" for r, e in errors)
+            message = "vllm-fit: " + " | ".join(f"{where} container {r.found.container}: {_unprefixed(e.message)}"
+                                                for r, e in errors)
         warnings: list[str] = []
         if mode != "audit":
             for result in results:
-                for reason in result.reasons:
+                for reason in result.verdict.reasons:
                     if deny and reason.severity == "error":
                         continue
                     text = reason.short()
@@ -249,7 +232,7 @@ class Reviewer:
                 ANNOTATION_PREFIX + "gpu": str(p.gpu["name"]),
                 ANNOTATION_PREFIX + "profile": f"{p.profile_band} (vLLM {p.vllm_version})",
             })
-        elif primary is None and results and results[0].gpu:
+        elif results and results[0].gpu:
             wanted[ANNOTATION_PREFIX + "gpu"] = results[0].gpu
         return {key: value for key, value in wanted.items()
                 if current.get(key) != value and not (value is None and key not in current)}
