@@ -479,7 +479,7 @@ def test_model_bundles_are_laid_out_as_the_resolver_reads_them(tmp_path: Path) -
 
 
 @needs_helm
-@pytest.mark.parametrize("mode, decision", [("enforce", "deny"), ("warn", "allow")])
+@pytest.mark.parametrize("mode, decision", [("enforce", "deny"), ("warn", "allow"), ("audit", "allow")])
 def test_notes_example_is_judged_as_the_notes_say(mode: str, decision: str, tmp_path: Path) -> None:
     """The NOTES demo manifest, reviewed with the chart's own configuration."""
     from vllm_fit.admission.review import Reviewer
@@ -496,8 +496,10 @@ def test_notes_example_is_judged_as_the_notes_say(mode: str, decision: str, tmp_
     assert judgement.verdict == "reject" and judgement.decision == decision
     if mode == "enforce":
         assert 'denied the request' in notes
-    else:
+    elif mode == "warn":
         assert judgement.warnings and "Warning:" in notes
+    else:
+        assert not judgement.warnings and judgement.annotations and "admitted silently" in notes
 
 
 # -- image ----------------------------------------------------------------------------------------

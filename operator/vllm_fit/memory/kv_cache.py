@@ -117,6 +117,13 @@ class KvLayout(BaseModel):
         return max(int(available_bytes // self.page_size_bytes // self.group_size), 0)
 
     def blocks_per_request(self, max_model_len: int, in_flight: int, behaviour: VllmBehaviour) -> int:
+        key = ("blocks_per_request", max_model_len, in_flight, behaviour.per_group_concurrency_cdiv)
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = self._blocks_per_request(max_model_len, in_flight, behaviour)
+        return memo[key]
+
+    def _blocks_per_request(self, max_model_len: int, in_flight: int, behaviour: VllmBehaviour) -> int:
         if behaviour.per_group_concurrency_cdiv:
             return sum(
                 cdiv(g.spec.max_memory_usage_bytes(max_model_len, in_flight), g.spec.page_size_bytes)
@@ -137,6 +144,13 @@ class KvLayout(BaseModel):
 
     def bytes_needed(self, max_model_len: int, in_flight: int, behaviour: VllmBehaviour) -> int:
         """KV bytes one request of max_model_len needs (check_enough_kv_cache_memory)."""
+        key = ("bytes_needed", max_model_len, in_flight, behaviour.check_uses_groups, behaviour.check_sums_all_groups)
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = self._bytes_needed(max_model_len, in_flight, behaviour)
+        return memo[key]
+
+    def _bytes_needed(self, max_model_len: int, in_flight: int, behaviour: VllmBehaviour) -> int:
         if behaviour.check_uses_groups:
             groups = self.groups if behaviour.check_sums_all_groups else self.groups[:1]
             blocks = sum(cdiv(g.spec.max_memory_usage_bytes(max_model_len, in_flight), g.spec.page_size_bytes)

@@ -172,6 +172,16 @@ def _layer_specs(g: ModelGeometry, layers: range, s: Settings) -> dict[KvSpec, i
     return counts
 
 
+def _layout(g: ModelGeometry, first: int, count: int, s: Settings) -> Optional[KvLayout]:
+    """The KV layout of the layers [first, first+count) on one rank (cached on the geometry)."""
+    key = (first, count, s.tensor_parallel_size, s.block_size, s.kv_cache_dtype_bytes, s.disable_sliding_window,
+           s.hybrid_kv_cache_manager)
+    cache = g.__dict__.setdefault("_layout_cache", {})
+    if key not in cache:
+        cache[key] = build_layout(_layer_specs(g, range(first, first + count), s), hybrid_manager=s.hybrid_kv_cache_manager)
+    return cache[key]
+
+
 def _spec_for(g: ModelGeometry, kind: str, s: Settings) -> KvSpec:
     common = dict(block_size=s.block_size, dtype_bytes=s.kv_cache_dtype_bytes)
     if g.mla:
@@ -265,7 +275,7 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
             available = s.kv_cache_memory_bytes
         else:
             available = int(requested - w - overhead)
-        layout = build_layout(_layer_specs(g, range(first, first + count), s), hybrid_manager=s.hybrid_kv_cache_manager)
+        layout = _layout(g, first, count, s)
         first += count
         if layout is None:
             blocks = 1
@@ -516,7 +526,7 @@ def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reas
         gpu={"name": gpu.name, "total_gib": round(gpu.total_gib, 2), "nominal": gpu.nominal},
         parallel={"tensor_parallel_size": s.tensor_parallel_size, "pipeline_parallel_size": s.pipeline_parallel_size,
                   "data_parallel_size": s.data_parallel_size},
-        per_gpu=PerGpu(
+        per_gpu=PerGpu.model_construct(
             weights_gib=round(ev.stage.weights_bytes / GIB, 4),
             activation_gib=c.activation_gib,
             non_torch_gib=c.non_torch_gib,
@@ -524,14 +534,15 @@ def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reas
             requested_gib=round(ev.requested_bytes / GIB, 4),
             kv_cache_gib=round(ev.available_bytes / GIB, 4),
         ),
-        kv_cache=KvCache(
+        kv_cache=KvCache.model_construct(
             bytes_per_token=per_token, block_size=s.block_size, blocks=ev.num_blocks, tokens=tokens,
             max_model_len=s.max_model_len, max_concurrency=round(conc, 4) if math.isfinite(conc) else 0.0,
             kv_cache_dtype=s.kv_cache_dtype, groups=groups, bytes_needed_for_max_model_len=needed,
         ),
         verdict=Verdict(fits=fits, reasons=tuple(reasons)),
         suggestions=sug,
-        settings={k: v for k, v in s.model_dump().items() if k != "defaults_used"} | {"defaults_used": list(s.defaults_used)},
+        settings={**{k: v for k, v in s.__dict__.items() if k != "defaults_used"},
+                  "defaults_used": list(s.defaults_used)},
         sources={"activation": c.activation_source, "non_torch": c.non_torch_source, "cuda_graph": c.cuda_graph_source,
                  "gpu_total": gpu.source, "weights": model.source or "architecture from config.json"},
         notes=tuple(dict.fromkeys(notes)),

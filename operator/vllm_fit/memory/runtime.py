@@ -75,6 +75,12 @@ class RuntimeProfiles(BaseModel):
     cuda_context_gib: Measured  # taken before vLLM's first snapshot: outside util x total
 
     def band_for(self, version: str) -> Band:
+        memo = self.__dict__.setdefault("_band_memo", {})
+        if version not in memo:
+            memo[version] = self._band_for(version)
+        return memo[version]
+
+    def _band_for(self, version: str) -> Band:
         for band in self.bands:
             if band.contains(version):
                 return band
