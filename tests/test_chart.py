@@ -15,6 +15,7 @@ import base64
 import copy
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -42,6 +43,9 @@ CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
 KUBE_VERSIONS = ["1.28.0", "1.37.0"]
 
 HELM = shutil.which("helm")
+if HELM is None and os.environ.get("CI"):
+    # In CI tests/run installs helm: a missing binary there is a broken install, never a skip.
+    raise RuntimeError("helm is not on PATH in CI; tests/run should have installed it")
 needs_helm = pytest.mark.skipif(HELM is None, reason="helm is not on PATH (tests/run installs it)")
 
 

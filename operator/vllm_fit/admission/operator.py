@@ -62,7 +62,8 @@ async def run_webhook(
 
     server = AdmissionServer(addr=addr, port=port, certfile=certfile, pkeyfile=keyfile, insecure=insecure,
                              deadline_seconds=config.deadline_seconds, metrics=metrics,
-                             reload_interval=cert_reload_seconds, on_ready=on_ready)
+                             reload_interval=cert_reload_seconds, on_ready=on_ready,
+                             needs_review=reviewer.needs_review)
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: object) -> Optional[kopf.ConnectionInfo]:

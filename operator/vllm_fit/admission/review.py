@@ -7,7 +7,9 @@ AdmissionError (403) to deny, warnings for kubectl, annotations for the mutating
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import OrderedDict
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +18,7 @@ from ..errors import VllmFitError
 from ..hub.errors import HubTimeout
 from ..hub.resolver import ModelNotFound, ModelResolver
 from ..launch import find_launches
+from ..launch.find import mentions_vllm
 from ..memory.gpu import GpuCatalog, GpuSpec
 from ..check import LaunchResult, check_launch
 from ..memory.plan import Reason, Verdict
@@ -55,6 +58,10 @@ class Judgement(BaseModel):
 # Findings of check_launch that mean "not judged", governed by the unknown-model / unknown-GPU policies.
 _MODEL_CODES = frozenset({"unknown-model", "unresolved-model", "no-model", "model-metadata", "metadata-timeout"})
 _GPU_CODES = frozenset({"unknown-gpu"})
+
+
+# Kinds whose launch is assembled from fields that need not mention vLLM (KServe runtimes, LLMInferenceService).
+_ALWAYS_READ = frozenset({"InferenceService", "ServingRuntime", "ClusterServingRuntime", "LLMInferenceService"})
 
 
 class _Resolved:
@@ -98,10 +105,48 @@ class Reviewer:
         self.catalog = catalog
         self.profiles = profiles
         self.default_gpu: Optional[GpuSpec] = catalog.resolve(config.default_gpu) if config.default_gpu else None
+        # Planned launches by what decides them; the same launch recurs across Deployments, their
+        # ReplicaSets, re-applies and the validating/mutating pair. Bounded LRU.
+        self._results: "OrderedDict[str, LaunchResult]" = OrderedDict()
+        self._found: "OrderedDict[str, list[Any]]" = OrderedDict()
+        self._needles = ("vllm",) + tuple(p.strip("*").lower() for p in config.vllm_images if p.strip("*"))
+        self._results_limit = 4096
+
+    def needs_review(self, obj: dict[str, Any], raw_text: Optional[str] = None) -> bool:
+        """The cheap gate before any handler runs: could the object hold a vLLM launch at all?
+
+        With the request's JSON text at hand, a substring search stands in for walking the object
+        (the API server writes ASCII letters unescaped, so a spec that mentions vllm contains it).
+        """
+        if not isinstance(obj, dict):
+            return False
+        if obj.get("kind") in _ALWAYS_READ:
+            return True
+        if raw_text is not None:
+            low = raw_text.lower()
+            return any(needle in low for needle in self._needles)
+        return mentions_vllm(obj.get("spec"), self.config.vllm_images)
 
     def find(self, obj: dict[str, Any]) -> list[Any]:
-        return find_launches(obj, vllm_images=self.config.vllm_images, default_gpu=self.config.default_gpu,
-                             catalog=self.catalog)
+        """find_launches, memoised on what it reads (the same spec arrives for the validating and the
+        mutating call, for re-applies and for every ReplicaSet of a Deployment)."""
+        meta = obj.get("metadata") or {}
+        try:
+            key = json.dumps([obj.get("kind"), obj.get("apiVersion"), meta.get("namespace"), meta.get("name"),
+                              meta.get("generateName"), meta.get("annotations"), meta.get("labels"), obj.get("spec")],
+                             separators=(",", ":"), sort_keys=True)
+        except (TypeError, ValueError):
+            key = None
+        if key is not None and key in self._found:
+            self._found.move_to_end(key)
+            return self._found[key]
+        found = find_launches(obj, vllm_images=self.config.vllm_images, default_gpu=self.config.default_gpu,
+                              catalog=self.catalog)
+        if key is not None:
+            self._found[key] = found
+            if len(self._found) > self._results_limit:
+                self._found.popitem(last=False)
+        return found
 
     def _find_or_warn(self, obj: dict[str, Any]) -> tuple[list[Any], Optional[str]]:
         try:
@@ -142,6 +187,11 @@ class Reviewer:
             launch = launch.model_copy(update={"model": named,
                                                "unresolved": tuple(u for u in launch.unresolved if u != "--model")})
             found = found.model_copy(update={"launch": launch})
+        key = found.model_dump_json(exclude={"launch": {"sources"}})
+        cached = self._results.get(key)
+        if cached is not None:
+            self._results.move_to_end(key)
+            return cached
         resolver: Any = _Resolved(launch.model or "", error=ModelNotFound("no model"))
         if launch.model and "--model" not in launch.unresolved:
             try:
@@ -153,11 +203,15 @@ class Reviewer:
                 return self._apply_policy(LaunchResult(found=found, verdict=Verdict(fits=True, reasons=(timeout,))))
             except VllmFitError as exc:
                 resolver = _Resolved(launch.model, error=exc)
-        result = check_launch(found, resolver=resolver, catalog=self.catalog, profiles=self.profiles,
-                              default_vllm_version=self.config.default_vllm_version,
-                              gpus_per_node=self.config.gpus_per_node,
-                              concurrency_threshold=self.config.concurrency_threshold)
-        return self._apply_policy(result)
+        result = self._apply_policy(check_launch(
+            found, resolver=resolver, catalog=self.catalog, profiles=self.profiles,
+            default_vllm_version=self.config.default_vllm_version, gpus_per_node=self.config.gpus_per_node,
+            concurrency_threshold=self.config.concurrency_threshold))
+        if not any(r.code in _MODEL_CODES for r in result.verdict.reasons):  # never pin a transient miss
+            self._results[key] = result
+            if len(self._results) > self._results_limit:
+                self._results.popitem(last=False)
+        return result
 
     async def review(self, obj: dict[str, Any], *, old: Optional[dict[str, Any]] = None, operation: str = "CREATE",
                      namespace: Optional[str] = None, mode: Optional[str] = None) -> Judgement:
@@ -181,7 +235,8 @@ class Reviewer:
             return Judgement(mode=mode, verdict="none", duration_seconds=time.monotonic() - started)
         deadline = started + self.config.deadline_seconds * 0.9
         results = list(await asyncio.gather(*(self._judge_launch(f, obj, deadline) for f in found)))
-        unchanged = operation == "UPDATE" and old is not None and _fingerprint(self._find_or_warn(old)[0]) == _fingerprint(found)
+        unchanged = operation == "UPDATE" and old is not None and (
+            old.get("spec") == obj.get("spec") or _fingerprint(self._find_or_warn(old)[0]) == _fingerprint(found))
         return self._decide(obj, results, mode, unchanged, time.monotonic() - started)
 
     def _decide(self, obj: dict[str, Any], results: list[LaunchResult], mode: str, unchanged: bool,

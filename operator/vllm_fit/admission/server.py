@@ -70,6 +70,31 @@ def validate_review(data: Any) -> dict[str, Any]:
     return data
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def trim_for_review(data: dict[str, Any]) -> None:
+    """Drop what no judgement reads and kopf would otherwise copy and diff on every call:
+    managedFields and kubectl's last-applied copy of the whole object. Annotation paths stay
+    valid for the mutating patch (the annotations map itself is kept)."""
+    request = data["request"]
+    for key in ("object", "oldObject"):
+        obj = request.get(key)
+        if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+            meta = obj["metadata"]
+            meta.pop("managedFields", None)
+            if isinstance(meta.get("annotations"), dict):
+                meta["annotations"].pop(LAST_APPLIED, None)
+
+
+def admit(data: dict[str, Any], warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": data["request"]["uid"], "allowed": True}
+    if warnings:
+        response["warnings"] = list(warnings)
+    return {"apiVersion": data.get("apiVersion", "admission.k8s.io/v1"), "kind": "AdmissionReview",
+            "response": response}
+
+
 def admit_with_warning(data: dict[str, Any], warning: str) -> dict[str, Any]:
     return {
         "apiVersion": data.get("apiVersion", "admission.k8s.io/v1"),
@@ -90,8 +115,10 @@ def _fingerprint(paths: list[Path]) -> str:
 
 class AdmissionServer(kopf.WebhookServer):
     def __init__(self, *, deadline_seconds: float, metrics: WebhookMetrics, reload_interval: float = 10.0,
-                 on_ready: Optional[Callable[[], None]] = None, **kwargs: Any) -> None:
+                 on_ready: Optional[Callable[[], None]] = None,
+                 needs_review: Optional[Callable[[dict[str, Any], str], bool]] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.needs_review = needs_review
         self.deadline_seconds = deadline_seconds
         self.metrics = metrics
         self.reload_interval = reload_interval
@@ -167,6 +194,14 @@ class AdmissionServer(kopf.WebhookServer):
             return aiohttp.web.json_response({"error": "body is nested too deeply"}, status=400)
         except aiohttp.web.HTTPException:
             raise
+        review_request = data["request"]
+        subject = review_request.get("object") or review_request.get("oldObject")
+        if review_request.get("subResource") or (self.needs_review is not None and not self.needs_review(subject, text)):
+            # Subresources (scale, status) carry no launch; objects that never mention vLLM are
+            # admitted untouched without the handler machinery.
+            self.metrics.reviews.labels(webhook or "", str(subject.get("kind", "")), "none", "-", "allow").inc()
+            return aiohttp.web.json_response(admit(data))
+        trim_for_review(data)
         headers = dict(request.headers)
         sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
         try:
