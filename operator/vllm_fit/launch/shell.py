@@ -312,18 +312,22 @@ class _Scanner:
                 i = self.dollar(i)
                 continue
             if c == "`":
-                end = s.find("`", i + 1)
-                end = n if end < 0 else end + 1
-                self.parts.append(s[i:end])
-                self.unknown = True
+                i = self.backtick(i)
                 self.in_word = True
-                i = end
                 continue
             self.parts.append(c)
             self.in_word = True
             i += 1
         self.end_command()
         return self.commands
+
+    def backtick(self, i: int) -> int:
+        """A `command substitution`: kept verbatim, its output is unknowable here."""
+        end = self.s.find("`", i + 1)
+        end = len(self.s) if end < 0 else end + 1
+        self.parts.append(self.s[i:end])
+        self.unknown = True
+        return end
 
     def double_quoted(self, i: int) -> int:
         s = self.s
@@ -348,11 +352,7 @@ class _Scanner:
                 i = self.dollar(i)
                 continue
             if c == "`":
-                end = s.find("`", i + 1)
-                end = n if end < 0 else end + 1
-                self.parts.append(s[i:end])
-                self.unknown = True
-                i = end
+                i = self.backtick(i)
                 continue
             self.parts.append(c)
             i += 1
