@@ -204,3 +204,6 @@ def test_health_and_metrics(webhook):
     assert 'vllm_fit_admission_reviews_total{' in text
     assert re.search(r'vllm_fit_admission_reviews_total\{[^}]*decision="deny"[^}]*\} [1-9]', text)
     assert "vllm_fit_admission_review_duration_seconds_bucket" in text
+    assert re.search(r'vllm_fit_model_lookups_total\{outcome="found"\} [1-9]', text)
+    assert re.search(r'vllm_fit_model_lookups_total\{outcome="not-found"\} [1-9]', text)
+    assert "vllm_fit_model_lookup_duration_seconds_count" in text

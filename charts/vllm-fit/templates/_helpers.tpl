@@ -204,6 +204,11 @@ rules:
     resources: ["servingruntimes", "clusterservingruntimes", "llminferenceservices"]
     operations: ["CREATE", "UPDATE"]
     scope: "*"
+  - apiGroups: ["serving.kserve.io"]
+    apiVersions: ["v1alpha2"]
+    resources: ["llminferenceservices"]
+    operations: ["CREATE", "UPDATE"]
+    scope: "*"
 {{- if .Values.webhook.matchConditions }}
 {{ include "vllm-fit.matchConditions" . }}
 {{- end }}

@@ -35,6 +35,7 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("serving.kserve.io", "v1alpha1", "servingruntimes"),
     ("serving.kserve.io", "v1alpha1", "clusterservingruntimes"),
     ("serving.kserve.io", "v1alpha1", "llminferenceservices"),
+    ("serving.kserve.io", "v1alpha2", "llminferenceservices"),  # KServe 0.16+ serves v1alpha2
 )
 VALIDATE_PATHS = {"validate": None, **{f"validate-{mode}": mode for mode in MODES}}
 MUTATE_PATH = "mutate"

@@ -51,7 +51,7 @@ async def run_webhook(
     metrics = WebhookMetrics()
     health = HealthServer(metrics, health_port, addr=addr)
     reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
-                        gpu_catalog(), runtime_profiles())
+                        gpu_catalog(), runtime_profiles(), metrics=metrics)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)
 

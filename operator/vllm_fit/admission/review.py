@@ -99,7 +99,8 @@ class Reviewer:
     """Holds what every review needs; `review()` is safe to call concurrently."""
 
     def __init__(self, config: WebhookConfig, resolver: ModelResolver, catalog: GpuCatalog,
-                 profiles: RuntimeProfiles) -> None:
+                 profiles: RuntimeProfiles, metrics: Optional[Any] = None) -> None:
+        self.metrics = metrics
         self.config = config
         self.resolver = resolver
         self.catalog = catalog
@@ -155,6 +156,24 @@ class Reviewer:
             return [], _trim(f"vllm-fit: could not read the vLLM launches: {exc}")
 
     async def _model(self, model_id: str, revision: Optional[str], deadline: float) -> Any:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            info = await self._lookup(model_id, revision, deadline)
+            outcome = "found"
+            return info
+        except asyncio.TimeoutError:
+            outcome = "timeout"
+            raise
+        except ModelNotFound:
+            outcome = "not-found"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.lookups.labels(outcome).inc()
+                self.metrics.lookup_seconds.observe(time.perf_counter() - started)
+
+    async def _lookup(self, model_id: str, revision: Optional[str], deadline: float) -> Any:
         remaining = max(deadline - time.monotonic(), 0.0)
         aresolve = getattr(self.resolver, "aresolve", None)
         if aresolve is None:

@@ -203,6 +203,18 @@ class HubResolver:
         while len(self._memory) > max(1, self.settings.memory_entries):
             self._memory.popitem(last=False)
 
+    def _bound_failures(self) -> None:
+        """Remembered failures are few and short-lived, but a flood of bogus model names must not
+        grow them without bound: drop the expired, then the oldest, past memory_entries."""
+        limit = max(1, self.settings.memory_entries)
+        if len(self._failures) <= limit:
+            return
+        now = self._clock()
+        for stale_key in [k for k, f in self._failures.items() if f.expires <= now]:
+            del self._failures[stale_key]
+        while len(self._failures) > limit:
+            del self._failures[next(iter(self._failures))]
+
     def _start(self, key: tuple[str, str], model_id: str, revision: Optional[str]) -> concurrent.futures.Future:
         with self._lock:
             existing = self._inflight.get(key)
@@ -245,6 +257,7 @@ class HubResolver:
                 ttl = self.settings.transient_ttl if error.transient else self.settings.negative_ttl
                 if ttl > 0:
                     self._failures[key] = _Failure(error, self._clock() + ttl)
+                    self._bound_failures()
             self._inflight.pop(key, None)
         if record is not None:
             future.set_result(record.info)
