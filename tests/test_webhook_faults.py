@@ -203,3 +203,14 @@ def test_two_replicas_give_identical_answers(api, webhook, tmp_path):
                 json.loads(base64.b64decode(first_answer[1]["response"]["patch"]))
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize("obj", [{}, {"kind": "Deployment"}, {"metadata": {}}, {"spec": None}, {"spec": "vllm"}])
+def test_empty_and_shapeless_objects(webhook, obj):
+    body = recorded("02")
+    body["request"]["object"] = obj
+    for path in ("/validate", "/mutate"):
+        status, data = webhook.post(path, body)
+        assert status in (200, 400), (obj, path, data)
+        if status == 200:
+            assert data["response"]["allowed"] is True

@@ -195,11 +195,12 @@ class AdmissionServer(kopf.WebhookServer):
         except aiohttp.web.HTTPException:
             raise
         review_request = data["request"]
-        subject = review_request.get("object") or review_request.get("oldObject")
+        subject = review_request["object"] if review_request.get("object") is not None else review_request["oldObject"]
         if review_request.get("subResource") or (self.needs_review is not None and not self.needs_review(subject, text)):
             # Subresources (scale, status) carry no launch; objects that never mention vLLM are
             # admitted untouched without the handler machinery.
-            self.metrics.reviews.labels(webhook or "", str(subject.get("kind", "")), "none", "-", "allow").inc()
+            kind = (review_request.get("kind") or {}).get("kind", "") if isinstance(review_request.get("kind"), dict) else ""
+            self.metrics.reviews.labels(webhook or "", str(kind), "none", "-", "allow").inc()
             return aiohttp.web.json_response(admit(data))
         trim_for_review(data)
         headers = dict(request.headers)
