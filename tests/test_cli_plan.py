@@ -76,6 +76,15 @@ def test_vllm_rejecting_an_argument_is_a_failed_plan_not_bad_input():
     assert reason["code"] == "invalid-argument" and "40960" in reason["message"]
 
 
+def test_vllm_environment_is_honoured():
+    import os
+    env = {**os.environ, "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+    result = subprocess.run([sys.executable, "-m", "vllm_fit", "plan", "Qwen/Qwen3-0.6B", "--max-model-len", "100000",
+                             "-o", "json"], capture_output=True, text=True, timeout=60, env=env)
+    assert "invalid-argument" not in result.stdout
+    assert json.loads(result.stdout)["kv_cache"]["max_model_len"] == 100000
+
+
 def test_gpu_given_as_a_size_and_local_model_directory(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16,

@@ -72,7 +72,9 @@ def main(argv: Sequence[str]) -> int:
         if output not in ("table", "json"):
             raise VllmFitError(f"-o must be table or json, not {output!r}")
         version = ours.get("--vllm-version")
-        parsed = parse_vllm_args(rest, vllm_version=version)
+        # vLLM reads VLLM_* variables (e.g. VLLM_ALLOW_LONG_MAX_MODEL_LEN); so does the plan.
+        env = {k: v for k, v in os.environ.items() if k.startswith("VLLM_") and not k.startswith("VLLM_FIT_")}
+        parsed = parse_vllm_args(rest, vllm_version=version, env=env)
         launch = parsed.launch
         if not launch.model:
             raise VllmFitError("give a MODEL (a Hugging Face id or a directory with config.json)")

@@ -62,6 +62,8 @@ def gpu_from_size(text: str) -> GpuSpec:
     if not match:
         raise VllmFitError(f"{text!r} is neither a known GPU nor a size like 79.18GiB")
     number, unit = float(match.group(1)), match.group(2).lower()
+    if number <= 0:
+        raise VllmFitError(f"{text!r}: a GPU needs a positive amount of memory")
     factor = {"gib": GIB, "gb": 10**9, "mib": 1 << 20, "mb": 10**6}[unit]
     return GpuSpec(name=f"{number:g}{match.group(2)}", total_bytes=int(number * factor), nominal=True,
                    source=f"given as a size ({text})")

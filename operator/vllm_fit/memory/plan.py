@@ -30,7 +30,7 @@ from .kv_cache import (
 from .model_info import ModelInfo
 from .runtime import RuntimeConstants, RuntimeProfiles, runtime_constants
 from .settings import InvalidSetting, Settings, resolve_settings
-from .versions import DEFAULT_VLLM_VERSION
+from .versions import DEFAULT_VLLM_VERSION, parse_version
 from .weights import WeightsEstimate, estimate_weights, pad_vocab, pp_layer_counts
 
 Severity = Literal["error", "warning"]
@@ -218,6 +218,7 @@ class _Evaluation:
     weights_exceed: bool
     physical_bytes: float
     cuda_graph_subtracted: bool
+    offload_bytes: int = 0
 
     @property
     def available_bytes(self) -> int:
@@ -243,8 +244,45 @@ class _Evaluation:
                                            self.settings.behaviour)
 
     @property
+    def free_memory_short(self) -> bool:
+        """vLLM's first check (Worker.init_device): free memory at start must cover total x util.
+        The CUDA context is already allocated by then."""
+        return self.requested_bytes > self.physical_bytes
+
+    @property
+    def kv_memory_exceeds_gpu(self) -> bool:
+        """--kv-cache-memory-bytes is taken as given, without any check against free memory."""
+        s, c = self.settings, self.constants
+        if s.kv_cache_memory_bytes is None:
+            return False
+        used = self.stage.weights_bytes + (c.activation_gib + c.non_torch_gib) * GIB + s.kv_cache_memory_bytes
+        return used > self.physical_bytes
+
+    @property
     def starts(self) -> bool:
-        return not self.problems and not self.weights_exceed and self.available_bytes > 0 and self.max_len_fits
+        return (not self.problems and not self.weights_exceed and not self.free_memory_short
+                and not self.kv_memory_exceeds_gpu and self.available_bytes > 0 and self.max_len_fits)
+
+
+def _scaled_activation(c: RuntimeConstants, s: Settings) -> RuntimeConstants:
+    """Activation was measured at one dummy batch (profile_run: max_num_batched_tokens tokens, then
+    the sampler on min(max_num_seqs, tokens) rows). Its forward part grows with the tokens and its
+    sampler part with the rows, so a smaller batch scales it down by the larger of the two ratios
+    (an upper bound if both parts are linear). A larger batch keeps the measured value and says so."""
+    point = c.activation_measured_at
+    rows, measured_rows = min(s.max_num_seqs, s.max_num_batched_tokens), min(point.max_num_seqs,
+                                                                             point.max_num_batched_tokens)
+    ratio = max(s.max_num_batched_tokens / point.max_num_batched_tokens, rows / measured_rows)
+    if ratio == 1:
+        return c
+    if ratio < 1:
+        note = (f"activation scaled by {ratio:.2f} from its measurement at {point.max_num_batched_tokens} batched "
+                f"tokens / {point.max_num_seqs} sequences to {s.max_num_batched_tokens} / {s.max_num_seqs}")
+        return c.model_copy(update={"activation_gib": round(c.activation_gib * ratio, 4),
+                                    "notes": c.notes + (note,)})
+    note = (f"activation was measured at {point.max_num_batched_tokens} batched tokens / {point.max_num_seqs} "
+            f"sequences; at {s.max_num_batched_tokens} / {s.max_num_seqs} vLLM needs more than shown")
+    return c.model_copy(update={"notes": c.notes + (note,)})
 
 
 def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles) -> _Evaluation:
@@ -254,11 +292,15 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
     block = g.quant.block_size if g.quant and g.quant.method == "fp8" else None
     problems = parallelism_problems(g, tp, pp, dp, expert_parallel=s.enable_expert_parallel, block_fp8=block)
     extra, _ = model.extra_params()
+    # MXFP4's resident layout depends on the kernel vLLM picks: Hopper's Triton swizzle is modelled;
+    # a GPU given only by its size is taken to be the Hopper the layout was measured on.
+    hopper = gpu.compute_capability is None or gpu.compute_capability.startswith("9.")
     weights = estimate_weights(g, tp=tp, pp=pp, dp=dp, expert_parallel=s.enable_expert_parallel,
-                               model_dtype_bytes=s.dtype_bytes, runtime_quant=s.runtime_quant, extra_params=extra)
-    constants = runtime_constants(profiles, s.vllm_version, model_id=model.model_id, architecture=g.architecture,
-                                  is_moe=g.moe is not None, is_multimodal=g.is_multimodal, tp=tp, pp=pp,
-                                  enforce_eager=s.enforce_eager)
+                               model_dtype_bytes=s.dtype_bytes, runtime_quant=s.runtime_quant, extra_params=extra,
+                               hopper=hopper)
+    constants = _scaled_activation(runtime_constants(
+        profiles, s.vllm_version, model_id=model.model_id, architecture=g.architecture, is_moe=g.moe is not None,
+        is_multimodal=g.is_multimodal, tp=tp, pp=pp, enforce_eager=s.enforce_eager), s)
     total = gpu.total_bytes
     requested = total * s.gpu_memory_utilization
     if b.requested_is_ceiled:
@@ -266,11 +308,17 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
     subtract_graphs = b.subtracts_cuda_graph_estimate and not s.enforce_eager
     overhead = (constants.activation_gib + constants.non_torch_gib
                 + (max(constants.cuda_graph_gib, 0.0) if subtract_graphs else 0.0)) * GIB
-    in_flight = s.max_num_batched_tokens * (b.sliding_window_in_flight_factor if pp == 1 else pp)
+    # Sliding-window layers reserve the tokens of the batches in flight: one batch before 0.26,
+    # then two with async scheduling (PP=1) or one per PP stage.
+    in_flight = s.max_num_batched_tokens
+    if b.sliding_window_in_flight_factor > 1:
+        in_flight *= b.sliding_window_in_flight_factor if pp == 1 else pp
+    offload = int((s.cpu_offload_gb or 0) * GIB)
     stages: list[_Stage] = []
     first = 0
     for stage_index, count in enumerate(pp_layer_counts(g.num_layers, pp)):
-        w = weights.per_stage_bytes[stage_index]
+        # --cpu-offload-gb moves decoder-layer parameters to pinned CPU memory (maybe_offload_to_cpu).
+        w = weights.per_stage_bytes[stage_index] - min(offload, weights.per_stage_layer_bytes[stage_index])
         if s.kv_cache_memory_bytes is not None:
             available = s.kv_cache_memory_bytes
         else:
@@ -291,8 +339,10 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
     return _Evaluation(
         settings=s, weights=weights, constants=constants, requested_bytes=requested, stage=deciding,
         num_blocks=min(st.num_blocks for st in stages), in_flight=in_flight, problems=tuple(problems),
-        weights_exceed=weights.load_peak_bytes > physical, physical_bytes=physical,
+        weights_exceed=weights.load_peak_bytes - min(offload, max(weights.per_stage_layer_bytes)) > physical,
+        physical_bytes=physical,
         cuda_graph_subtracted=subtract_graphs,
+        offload_bytes=offload,
     )
 
 
@@ -452,6 +502,22 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                                   message=f"{name}: the pod gets {gpus_given} GPUs but TPxPPxDP uses {need}; "
                                           f"{gpus_given - need} sit idle",
                                   summary=f"{name}: {gpus_given} GPUs requested, TPxPPxDP uses {need}"))
+    if ev.free_memory_short:
+        reasons.append(Reason(
+            code="insufficient-free-memory", severity="error",
+            message=f"{where}: --gpu-memory-utilization {s.gpu_memory_utilization} asks for "
+                    f"{ev.requested_bytes / GIB:.2f} GiB but only {ev.physical_bytes / GIB:.2f} GiB is free after the "
+                    f"CUDA context (vLLM: Free memory on device ... is less than desired GPU memory utilization)",
+            summary=f"{name}: util {s.gpu_memory_utilization} asks more than the free "
+                    f"{ev.physical_bytes / GIB:.2f} GiB of {gpu.name}"))
+    if ev.kv_memory_exceeds_gpu:
+        reasons.append(Reason(
+            code="kv-cache-memory-exceeds-gpu", severity="error",
+            message=f"{where}: --kv-cache-memory-bytes {s.kv_cache_memory_bytes / GIB:.2f} GiB on top of "
+                    f"{ev.stage.weights_bytes / GIB:.2f} GiB weights and {ev.constants.activation_gib:.2f} GiB activation "
+                    f"exceeds the {ev.physical_bytes / GIB:.2f} GiB free (vLLM allocates it unchecked and runs out of "
+                    f"memory)",
+            summary=f"{name}: --kv-cache-memory-bytes does not fit beside the weights on {gpu.name}"))
     w_gib = ev.weights.load_peak_bytes / GIB
     if ev.weights_exceed:
         reasons.append(Reason(code="weights-exceed-gpu", severity="error",
@@ -460,7 +526,7 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                                       f"OOM while loading{then}",
                               summary=f"{name}: {w_gib:.1f} GiB weights/GPU exceed {gpu.name} at TP={s.tensor_parallel_size}"
                                       + _short_fix(sug)))
-    elif ev.available_bytes <= 0 and not ev.problems:
+    elif ev.available_bytes <= 0 and not ev.problems and not ev.free_memory_short:
         c = ev.constants
         reasons.append(Reason(code="no-kv-cache-memory", severity="error",
                               message=f"{where}: {ev.stage.weights_bytes / GIB:.2f} GiB weights + {c.activation_gib:.2f} "
@@ -479,7 +545,7 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                               summary=f"{name}: max-model-len {s.max_model_len} needs {need / GIB:.2f} GiB KV, "
                                       f"{ev.available_bytes / GIB:.2f} available" + _short_fix(sug)))
     fits_so_far = not any(r.severity == "error" for r in reasons)
-    if fits_so_far and not ev.cuda_graph_subtracted and not s.enforce_eager:
+    if fits_so_far and not ev.cuda_graph_subtracted and not s.enforce_eager and not ev.free_memory_short:
         headroom = gpu.total_bytes * (1 - s.gpu_memory_utilization) - (gpu.total_bytes - ev.physical_bytes)
         sampler = min(s.max_num_seqs, s.max_num_batched_tokens) * pad_vocab(model.geometry.vocab_size) * 4
         graphs = max(ev.constants.cuda_graph_gib, 0.0) * GIB
@@ -518,6 +584,10 @@ def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reas
         notes.append(f"{gpu.name} total memory is nominal ({gpu.source}), not a torch reading")
     if s.kv_cache_memory_bytes is not None:
         notes.append("--kv-cache-memory-bytes replaces the gpu_memory_utilization budget (vLLM skips the subtraction)")
+    if ev.offload_bytes:
+        notes.append(f"--cpu-offload-gb {s.cpu_offload_gb:g}: up to that much of the decoder layers lives in CPU memory")
+    if parse_version(s.vllm_version) < (0, 11, 0):
+        notes.append(f"vLLM {s.vllm_version} predates the V1 engine modelled here (0.11+); read the numbers as 0.11's")
     graphs = c.cuda_graph_gib if not s.enforce_eager else 0.0
     return MemoryPlan(
         model=model.model_id,

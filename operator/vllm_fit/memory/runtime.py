@@ -50,9 +50,19 @@ class ModelOverride(BaseModel):
     note: Optional[str] = None
 
 
+class MeasurementPoint(BaseModel):
+    """The serve settings the band's activations were measured at (vLLM's dummy batch size)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    source: str
+
+
 class Band(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str
+    activation_measured_at: MeasurementPoint
     min_version: str
     max_version: Optional[str] = None  # inclusive upper bound; None = open
     summary: str
@@ -101,6 +111,7 @@ class RuntimeConstants(BaseModel):
     non_torch_source: str
     cuda_graph_gib: float
     cuda_graph_source: str
+    activation_measured_at: MeasurementPoint
     notes: tuple[str, ...] = ()
 
 
@@ -155,5 +166,6 @@ def runtime_constants(
         non_torch_source=non_torch.source,
         cuda_graph_gib=graph.value,
         cuda_graph_source=graph.source,
+        activation_measured_at=band.activation_measured_at,
         notes=tuple(notes),
     )

@@ -18,8 +18,11 @@ _DTYPES = {"auto", "half", "float16", "bfloat16", "float", "float32"}
 _KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "fp8_ds_mla": 1, "int8": 1,
                    "bfloat16": 2, "half": 2, "float16": 2, "float": 4, "float32": 4}
 # Quantization names vLLM treats as the same scheme (its override probes pick the Marlin kernel).
-_QUANT_FAMILY = {"awq_marlin": "awq", "gptq_marlin": "gptq", "gptq_marlin_24": "gptq", "compressed_tensors": "compressed-tensors",
-                 "fbgemm_fp8": "fp8", "ptpc_fp8": "fp8", "modelopt": "fp8"}
+_QUANT_FAMILY = {"awq_marlin": "awq", "gptq_marlin": "gptq", "gptq_marlin_24": "gptq", "compressed_tensors": "compressed-tensors"}
+# Methods vLLM can apply to an unquantized checkpoint at load time (the others read their
+# scales from the checkpoint and fail on a plain one: "Cannot find the config file for awq").
+# Of these, fp8 is priced (1 byte per linear weight); the others keep the model-dtype price.
+_ONLINE_QUANT = {"fp8", "ptpc_fp8", "fbgemm_fp8", "bitsandbytes", "experts_int8", "torchao", "inc", "rtn"}
 
 
 class InvalidSetting(VllmFitError):
@@ -35,6 +38,7 @@ class Settings(BaseModel):
     tensor_parallel_size: int
     pipeline_parallel_size: int
     data_parallel_size: int
+    data_parallel_size_local: Optional[int]
     gpu_memory_utilization: float
     max_model_len: int
     max_model_len_auto: bool
@@ -49,6 +53,7 @@ class Settings(BaseModel):
     max_num_seqs: int
     max_num_batched_tokens: int
     kv_cache_memory_bytes: Optional[int]
+    cpu_offload_gb: Optional[float]
     enable_expert_parallel: bool
     disable_sliding_window: bool
     hybrid_kv_cache_manager: bool
@@ -61,7 +66,9 @@ class Settings(BaseModel):
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+        """GPUs the pod must give: with multi-node data parallel, only this pod's DP ranks."""
+        local_dp = self.data_parallel_size_local or self.data_parallel_size
+        return self.tensor_parallel_size * self.pipeline_parallel_size * local_dp
 
     @property
     def runtime_quant(self) -> Optional[QuantConfig]:
@@ -97,6 +104,8 @@ def _model_dtype(config_dtype: str, requested: Optional[str], gpu: GpuSpec) -> s
 def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, default_version: str = DEFAULT_VLLM_VERSION) -> Settings:
     version = launch.vllm_version or default_version
     behaviour = behaviour_for(version)
+    if launch.cpu_offload_gb is not None and launch.cpu_offload_gb < 0:
+        raise InvalidSetting(f"--cpu-offload-gb must be >= 0, got {launch.cpu_offload_gb}")
     defaults: list[str] = []
 
     def pick(name: str, default):  # noqa: ANN001
@@ -122,15 +131,23 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
     quant = launch.quantization.lower().replace("-", "_") if launch.quantization else None
     runtime_fp8 = False
     if quant:
-        stated = _QUANT_FAMILY.get(quant, quant.replace("_", "-") if quant == "compressed_tensors" else quant)
+        stated = _QUANT_FAMILY.get(quant, quant)
         if g.quant is not None:
             checkpoint = _QUANT_FAMILY.get(g.quant.method.replace("-", "_"), g.quant.method)
             if stated != checkpoint:
                 raise InvalidSetting(
                     f"Quantization method specified in the model config ({g.quant.method}) does not match the "
                     f"quantization method specified in the quantization argument ({launch.quantization})")
-        elif stated == "fp8":
+        elif quant not in _ONLINE_QUANT:
+            raise InvalidSetting(f"--quantization {launch.quantization} needs a checkpoint quantized with it; this "
+                                 f"model's config.json has no quantization_config")
+        elif quant == "fp8":
             runtime_fp8 = True
+    if launch.enable_expert_parallel and g.moe is None:
+        raise InvalidSetting("--enable-expert-parallel needs a mixture-of-experts model")
+    dp_local = launch.data_parallel_size_local
+    if dp_local is not None and not 1 <= dp_local <= dp:
+        raise InvalidSetting(f"--data-parallel-size-local {dp_local} must be between 1 and --data-parallel-size {dp}")
 
     kv_dtype = (launch.kv_cache_dtype or "auto").lower()
     if kv_dtype == "auto":
@@ -184,12 +201,18 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
                 f"User-specified max_model_len ({max_len}) is greater than the derived max_model_len "
                 f"({g.max_len_source}={derived} in model's config.json); set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 to override")
 
-    hybrid = not launch.disable_hybrid_kv_cache_manager and g.attention_chunk_size is None
+    # VllmConfig.__post_init__ turns the hybrid KV cache manager off for chunked-local attention
+    # (Llama 4) and whenever KV transfer or KV events are configured (llm-d P/D, prefix routing).
+    chunked_local_allowed = launch.env.get("VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE", "0") == "1"
+    hybrid = not (launch.disable_hybrid_kv_cache_manager
+                  or launch.kv_transfer_config is not None or launch.kv_events_config is not None
+                  or (g.attention_chunk_size is not None and not chunked_local_allowed))
     return Settings(
         vllm_version=behaviour.version,
         tensor_parallel_size=tp,
         pipeline_parallel_size=pp,
         data_parallel_size=dp,
+        data_parallel_size_local=dp_local,
         gpu_memory_utilization=util,
         max_model_len=max_len,
         max_model_len_auto=auto,
@@ -203,7 +226,9 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
         enforce_eager=bool(launch.enforce_eager),
         max_num_seqs=seqs,
         max_num_batched_tokens=mnbt,
-        kv_cache_memory_bytes=launch.kv_cache_memory_bytes,
+        # vLLM tests the value for truth: 0 means "not set".
+        kv_cache_memory_bytes=launch.kv_cache_memory_bytes or None,
+        cpu_offload_gb=launch.cpu_offload_gb,
         enable_expert_parallel=bool(launch.enable_expert_parallel),
         disable_sliding_window=disable_sw,
         hybrid_kv_cache_manager=hybrid,

@@ -91,6 +91,7 @@ class WeightsEstimate(BaseModel):
 
     per_rank_bytes: int  # the largest PP stage (the rank that decides)
     per_stage_bytes: tuple[int, ...]
+    per_stage_layer_bytes: tuple[int, ...]  # the decoder layers' share (what --cpu-offload-gb can move)
     load_peak_bytes: int  # peak while loading (online -q fp8 first allocates the model dtype)
     replica_bytes: int  # all ranks of one replica together
     breakdown_bytes: dict[str, int]  # on the deciding rank, by tensor family
@@ -317,6 +318,7 @@ def _estimate_weights(g: ModelGeometry, *, tp: int, pp: int, dp: int, expert_par
     stage_bytes: list[int] = []
     stage_peak: list[int] = []
     stage_breakdown: list[dict[str, int]] = []
+    stage_layer_bytes: list[int] = []
     per_signature: dict[bool, tuple[dict[str, int], int]] = {}
     first = 0
     vpad = pad_vocab(g.vocab_size)
@@ -324,6 +326,7 @@ def _estimate_weights(g: ModelGeometry, *, tp: int, pp: int, dp: int, expert_par
     for stage, count in enumerate(counts):
         breakdown: dict[str, int] = {}
         peak = 0
+        layer_bytes = 0
         for layer in range(first, first + count):
             signature = _layer_signature(g, layer)
             if signature not in per_signature:
@@ -332,6 +335,7 @@ def _estimate_weights(g: ModelGeometry, *, tp: int, pp: int, dp: int, expert_par
             by_family, extra_peak = per_signature[signature]
             for family, nbytes in by_family.items():
                 breakdown[family] = breakdown.get(family, 0) + nbytes
+            layer_bytes += sum(by_family.values())
             peak += sum(by_family.values()) + extra_peak
         first += count
         embed = allocator_block_bytes(vpad // tp * g.hidden_size * model_dtype_bytes)
@@ -354,6 +358,7 @@ def _estimate_weights(g: ModelGeometry, *, tp: int, pp: int, dp: int, expert_par
             non_layer += extra_params * model_dtype_bytes
         total = sum(breakdown.values())
         stage_bytes.append(total)
+        stage_layer_bytes.append(layer_bytes)
         stage_peak.append(max(total, peak + non_layer))
         stage_breakdown.append(breakdown)
     deciding = max(range(pp), key=lambda s: stage_bytes[s])
@@ -367,6 +372,7 @@ def _estimate_weights(g: ModelGeometry, *, tp: int, pp: int, dp: int, expert_par
     return WeightsEstimate(
         per_rank_bytes=stage_bytes[deciding],
         per_stage_bytes=tuple(stage_bytes),
+        per_stage_layer_bytes=tuple(stage_layer_bytes),
         load_peak_bytes=max(stage_peak),
         replica_bytes=sum(stage_bytes) * tp,
         breakdown_bytes=stage_breakdown[deciding],
