@@ -11,6 +11,7 @@ MEMORY_FIELDS: tuple[str, ...] = (
     "tensor_parallel_size",
     "pipeline_parallel_size",
     "data_parallel_size",
+    "data_parallel_size_local",
     "gpu_memory_utilization",
     "max_model_len",
     "block_size",
@@ -26,6 +27,8 @@ MEMORY_FIELDS: tuple[str, ...] = (
     "num_gpu_blocks_override",
     "disable_sliding_window",
     "disable_hybrid_kv_cache_manager",
+    "kv_transfer_config",
+    "kv_events_config",
 )
 
 
@@ -44,6 +47,7 @@ class VllmLaunch(BaseModel):
     tensor_parallel_size: Optional[int] = None
     pipeline_parallel_size: Optional[int] = None
     data_parallel_size: Optional[int] = None
+    data_parallel_size_local: Optional[int] = None  # DP ranks in this pod (multi-node data parallel)
     gpu_memory_utilization: Optional[float] = None
     max_model_len: Optional[int] = None
     block_size: Optional[int] = None
@@ -59,6 +63,9 @@ class VllmLaunch(BaseModel):
     num_gpu_blocks_override: Optional[int] = None
     disable_sliding_window: Optional[bool] = None
     disable_hybrid_kv_cache_manager: Optional[bool] = None
+    # Present only to know they are set: vLLM turns the hybrid KV cache manager off for them.
+    kv_transfer_config: Optional[str] = None
+    kv_events_config: Optional[str] = None
     vllm_version: Optional[str] = None
     # VLLM_* environment variables that change memory (e.g. VLLM_ALLOW_LONG_MAX_MODEL_LEN).
     env: dict[str, str] = Field(default_factory=dict)
