@@ -291,3 +291,134 @@ def test_llmisvc_prefill_and_additional_args():
                                                                                              "fp8")
     assert (prefill.container, prefill.launch.tensor_parallel_size, prefill.gpus.count) == ("prefill.template/main",
                                                                                             2, 2)
+
+
+# ---------------------------------------------------------------- review fixes
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["--data-parallel-size-local", "2"], "data_parallel_size_local", 2),
+    (["-dpl", "4"], "data_parallel_size_local", 4),
+    (["-dpl=4"], "data_parallel_size_local", 4),
+    (["--data-parallel-size-l=3"], "data_parallel_size_local", 3),  # unambiguous prefix
+    (["--data_parallel_size_local", "2"], "data_parallel_size_local", 2),
+    (["--kv-transfer-config", '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'], "kv_transfer_config",
+     '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'),
+    (['--kv-events-config={"enable_kv_cache_events": true}'], "kv_events_config", '{"enable_kv_cache_events": true}'),
+    (["--kv-t", "{}"], "kv_transfer_config", "{}"),
+])
+def test_data_parallel_local_and_kv_connector_flags(argv, field, value):
+    launch = parse_vllm_args(["org/m", *argv]).launch
+    assert getattr(launch, field) == value
+    assert field in launch.stated() and launch.sources[field].startswith("argv[")
+
+
+def test_data_parallel_size_is_not_taken_for_local():
+    launch = parse_vllm_args(["org/m", "--data-parallel-size", "8", "-dpl", "2"]).launch
+    assert (launch.data_parallel_size, launch.data_parallel_size_local) == (8, 2)
+    with pytest.raises(VllmFitError, match="ambiguous"):
+        parse_vllm_args(["org/m", "--data-parallel-s", "2"])
+    with pytest.raises(VllmFitError, match="ambiguous"):
+        parse_vllm_args(["org/m", "--kv-", "x"])
+
+
+def test_many_valued_options_take_every_value_up_to_the_next_option():
+    f = one(pod({"args": ["--model", "Qwen/Qwen3-32B", "--served-model-name", "qwen", "qwen32b", "-tp", "2"]}))
+    assert (f.launch.model, f.launch.tensor_parallel_size) == ("Qwen/Qwen3-32B", 2)
+    f = one(pod({"command": ["vllm", "serve", "Qwen/Qwen3-32B", "--served-model-name", "a", "b"]}))
+    assert f.launch.model == "Qwen/Qwen3-32B" and f.problems == ()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--lora-modules", "a=/l/a", "b=/l/b", "--model", "org/m"],
+    ["--cuda-graph-sizes", "1", "2", "4", "--model", "org/m"],
+    ["--cudagraph-capture-sizes", "1", "2", "4", "--model", "org/m"],
+    ["--api-key", "k1", "k2", "--model", "org/m"],
+    ["--ignore-patterns", "*.pt", "original/*", "--model", "org/m"],
+    ["--served-model-name=a", "org/m"],  # `=`: exactly one value, the rest is positional
+    ["--served", "a", "b", "--model", "org/m"],  # a prefix of a many-valued option
+])
+def test_many_valued_options_do_not_leave_values_for_the_model(argv):
+    assert parse_vllm_args(argv).launch.model == "org/m"
+
+
+def test_single_valued_options_stay_single():
+    # --middleware is action="append" and --allowed-local-media-path one string in vLLM: one value each.
+    assert parse_vllm_args(["--middleware", "x.y", "org/m"]).launch.model == "org/m"
+    assert parse_vllm_args(["--allowed-local-media-path", "/data", "org/m"]).launch.model == "org/m"
+
+
+def test_many_valued_option_without_a_value_is_a_problem():
+    f = one(pod({"command": ["vllm", "serve", "org/m", "--served-model-name", "-tp", "2"]}))
+    assert f.problems and "at least one value" in f.problems[0]
+
+
+@pytest.mark.parametrize("command", [
+    ["bash", "-o", "pipefail", "-c", "vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["bash", "-euo", "pipefail", "-c", "vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["/bin/bash", "+o", "posix", "-O", "extglob", "-e", "-x", "-u", "-l", "-c", "vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["bash", "--login", "--noprofile", "--norc", "-c", "vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["bash", "--rcfile", "/etc/rc", "-c", "vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["sh", "-c", "-e", "vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["uv", "run", "vllm", "serve", "Qwen/Qwen3-32B", "-tp", "4"],
+    ["uv", "run", "--with", "x", "vllm", "serve", "Qwen/Qwen3-32B", "-tp", "4"],
+    ["uv", "--directory", "/app", "run", "--frozen", "--with=y", "-p", "3.12", "--", "vllm", "serve",
+     "Qwen/Qwen3-32B", "-tp", "4"],
+    ["uv", "run", "-m", "vllm.entrypoints.openai.api_server", "--model", "Qwen/Qwen3-32B", "-tp", "4"],
+    ["uv", "tool", "run", "vllm", "serve", "Qwen/Qwen3-32B", "-tp", "4"],
+    ["uvx", "--from", "vllm==0.11.0", "vllm", "serve", "Qwen/Qwen3-32B", "-tp", "4"],
+    ["uvx", "vllm@0.11.0", "serve", "Qwen/Qwen3-32B", "-tp", "4"],
+    ["sh", "-c", "uv run --with x vllm serve Qwen/Qwen3-32B -tp 4"],
+    ["numactl", "--cpunodebind=0", "-m", "0", "taskset", "-c", "0-7", "stdbuf", "-oL", "vllm", "serve",
+     "Qwen/Qwen3-32B", "-tp", "4"],
+    ["tini", "--", "nice", "-n", "5", "vllm", "serve", "Qwen/Qwen3-32B", "-tp", "4"],
+])
+def test_shell_options_and_wrappers_before_vllm(command):
+    f = one(pod({"command": command}))
+    assert (f.launch.model, f.launch.tensor_parallel_size) == ("Qwen/Qwen3-32B", 4)
+
+
+@pytest.mark.parametrize("command", [
+    ["bash", "-o", "pipefail", "start.sh"],  # a script file, not -c
+    ["uv", "pip", "install", "vllm"],
+    ["uv", "run", "python", "train.py", "--vllm"],
+])
+def test_wrappers_that_do_not_start_vllm(command):
+    assert find_launches(pod({"command": command})) == []
+
+
+def test_prefix_assignments_are_found_and_vllm_ones_recorded():
+    f = one(pod({"command": ["sh", "-c",
+                             "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 HF_HOME=/x vllm serve Qwen/Qwen3-32B -tp 4\n"]}))
+    assert f.launch.model == "Qwen/Qwen3-32B"
+    assert f.launch.env == {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
+    f = one(pod({"command": ["A=1", "VLLM_USE_V1=1", "vllm", "serve", "Qwen/Qwen3-32B"]}))
+    assert (f.launch.model, f.launch.env) == ("Qwen/Qwen3-32B", {"VLLM_USE_V1": "1"})
+    f = one(pod({"command": ["env", "-u", "X", "VLLM_A=2", "vllm", "serve", "org/m"],
+                 "env": [{"name": "VLLM_B", "value": "3"}]}))
+    assert f.launch.env == {"VLLM_A": "2", "VLLM_B": "3"}
+    f = one(pod({"command": ["sh", "-c", "export VLLM_C=4; VLLM_B=5 exec vllm serve org/m"],
+                 "env": [{"name": "VLLM_B", "value": "3"}]}))
+    assert f.launch.env == {"VLLM_B": "5", "VLLM_C": "4"}
+
+
+def test_prefix_assignment_is_not_a_shell_variable():
+    (cmd, after) = split_script("A=1 vllm serve x; echo $A", {})
+    assert cmd.env == {"A": "1"} and isinstance(after[1], UnresolvedValue)
+
+
+def test_configured_image_pattern_with_a_wildcard_in_the_middle():
+    obj = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [
+        {"name": "c", "image": "registry.corp/team/llm-server:1.0", "args": ["--model", "org/m", "-tp", "2"]}]}}}}
+    f = one(obj, vllm_images=("registry.corp/*/llm-server",))
+    assert (f.launch.model, f.launch.tensor_parallel_size) == ("org/m", 2)
+    assert find_launches(obj, vllm_images=("registry.corp/*/other-server",)) == []
+    assert one(obj, vllm_images=("registry.corp/t?am/llm-[a-z]erver",)).launch.model == "org/m"
+    assert one(obj, vllm_images=("*",)).launch.model == "org/m"
+
+
+def test_mentions_vllm_uses_every_literal_fragment_of_a_pattern():
+    from vllm_fit.launch.find import mentions_vllm
+    spec = {"containers": [{"image": "registry.corp/team/llm-server@sha256:abc"}]}
+    assert mentions_vllm(spec, ("registry.corp/*/llm-server",))
+    assert not mentions_vllm(spec, ("registry.corp/*/llm-gateway",))
+    assert not mentions_vllm({"containers": [{"image": "other.io/team/llm-server"}]}, ("registry.corp/*/llm-server",))

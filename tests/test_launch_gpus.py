@@ -118,3 +118,26 @@ def test_mig_unknown_parent_profile_falls_back_to_name(catalog):
 def test_gfd_single_strategy_product(catalog):
     spec = catalog.find("NVIDIA-H100-80GB-HBM3-MIG-3g.40gb")
     assert spec.name == "H100-80GB-MIG-3g.40gb"
+
+
+# ---------------------------------------------------------------- vllm-fit's own gpu annotation
+
+SELECTOR_L4 = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+
+
+@pytest.mark.parametrize("source", [None, "annotation"])
+def test_gpu_annotation_is_an_input_without_or_with_annotation_source(source):
+    annotations = {"vllm-fit.io/gpu": "H200", **({"vllm-fit.io/gpu-source": source} if source else {})}
+    g = gpus(deployment(ONE, annotations, nodeSelector=SELECTOR_L4))
+    assert (g.type, g.type_source) == ("H200", "annotation")
+
+
+@pytest.mark.parametrize("source", ["node-selector", "default", "gke-accelerator"])
+def test_gpu_annotation_written_by_the_webhook_does_not_pin_the_gpu(source):
+    # The webhook planned with H100 from the old nodeSelector and recorded it; the selector now says L4.
+    annotations = {"vllm-fit.io/gpu": "H100-80GB", "vllm-fit.io/gpu-source": source}
+    g = gpus(deployment(ONE, annotations, nodeSelector=SELECTOR_L4))
+    assert (g.type, g.type_source) == ("NVIDIA-L4", "node-selector")
+    g = gpus(deployment(ONE, annotations), default_gpu="A100-80GB")
+    assert (g.type, g.type_source) == ("A100-80GB", "default")
+    assert gpus(deployment(ONE, annotations)).type_source == "unknown"

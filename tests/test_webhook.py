@@ -111,8 +111,10 @@ def test_mutation_is_idempotent(webhook):
     assert patch_of(review(webhook, again, "/mutate")) == []
 
 
-@pytest.mark.parametrize("prefix", ["05", "06", "11", "12", "19", "20", "23", "24", "41", "44"])
-def test_controller_owned_pods_are_not_judged_again(webhook, prefix):
+@pytest.mark.parametrize("prefix", ["03", "04", "05", "06", "11", "12", "19", "20", "23", "24", "41", "44"])
+def test_controller_owned_objects_are_not_judged_again(webhook, prefix):
+    # 03/04: the ReplicaSet the Deployment controller makes for the rejected TP=1 Deployment; judging
+    # it again would stall the rollout of a Deployment admitted earlier (or on a lookup timeout).
     body = recorded(prefix)
     path = "/mutate" if "mutate" in next(iter([p.name for p in all_recorded() if p.name.startswith(prefix)])) else "/validate"
     response = review(webhook, body, path)
@@ -131,6 +133,23 @@ def test_bare_seed_pod_at_32000_is_denied_with_the_estimated_length(webhook):
     response = review(webhook, recorded("16"), "/validate")
     assert response["allowed"] is False
     assert "estimated maximum model length is 18176" in response["status"]["message"]
+
+
+def test_own_gpu_annotation_does_not_pin_the_gpu_type(webhook):
+    """The mutating webhook writes vllm-fit.io/gpu; a later change of the node selector must win."""
+    body = recorded("07")
+    annotated = jsonpatch.apply_patch(body["request"]["object"], patch_of(review(webhook, body, "/mutate")))
+    assert annotated["metadata"]["annotations"]["vllm-fit.io/gpu"] == "H100-80GB"
+    assert annotated["metadata"]["annotations"]["vllm-fit.io/gpu-source"] != "annotation"
+    moved = copy.deepcopy(annotated)
+    selector = moved["spec"]["template"]["spec"].setdefault("nodeSelector", {})
+    selector.clear()
+    selector["nvidia.com/gpu.product"] = "NVIDIA-L4"
+    update = copy.deepcopy(body)
+    update["request"]["object"], update["request"]["oldObject"] = moved, annotated
+    response = review(webhook, update, "/validate")
+    assert response["allowed"] is False  # 2 x L4 cannot hold Llama-3.3-70B-FP8
+    assert "on L4" in response["status"]["message"]
 
 
 def test_annotation_only_update_of_a_fitting_deployment_is_admitted(webhook):

@@ -162,8 +162,8 @@ c.image.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('v
 matchConditions:
   - name: looks-like-vllm
     expression: {{ list $kinds $pod $workload $cron | join " || " | quote }}
-  - name: not-controller-owned-pod
-    expression: {{ "object.kind != 'Pod' || !has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller)" | quote }}
+  - name: not-controller-owned
+    expression: {{ "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller)" | quote }}
 {{- end -}}
 
 {{/* Everything a webhook entry shares: the resources the server has handlers for. */}}

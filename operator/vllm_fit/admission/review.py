@@ -7,6 +7,7 @@ AdmissionError (403) to deny, warnings for kubectl, annotations for the mutating
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -29,7 +30,10 @@ ANNOTATION_PREFIX = "vllm-fit.io/"
 SKIP_ANNOTATION = ANNOTATION_PREFIX + "skip"
 MODEL_ID_ANNOTATION = ANNOTATION_PREFIX + "model-id"
 RESULT_ANNOTATIONS = tuple(ANNOTATION_PREFIX + key for key in (
-    "verdict", "kv-cache-gib", "kv-cache-tokens", "max-concurrency", "weights-gib", "gpu", "profile"))
+    "verdict", "kv-cache-gib", "kv-cache-tokens", "max-concurrency", "weights-gib", "gpu", "gpu-source", "profile"))
+# Cache entries are skipped for objects whose judged parts are this large (a flood of big,
+# distinct dry-run objects must not fill the webhook's memory).
+CACHEABLE_BYTES = 64 * 1024
 WARNING_LIMIT = 120
 
 Decision = Literal["allow", "deny"]
@@ -133,9 +137,10 @@ class Reviewer:
         mutating call, for re-applies and for every ReplicaSet of a Deployment)."""
         meta = obj.get("metadata") or {}
         try:
-            key = json.dumps([obj.get("kind"), obj.get("apiVersion"), meta.get("namespace"), meta.get("name"),
-                              meta.get("generateName"), meta.get("annotations"), meta.get("labels"), obj.get("spec")],
-                             separators=(",", ":"), sort_keys=True)
+            material = json.dumps([obj.get("kind"), obj.get("apiVersion"), meta.get("namespace"), meta.get("name"),
+                                   meta.get("generateName"), meta.get("annotations"), meta.get("labels"),
+                                   obj.get("spec")], separators=(",", ":"), sort_keys=True)
+            key = hashlib.sha256(material.encode()).hexdigest() if len(material) <= CACHEABLE_BYTES else None
         except (TypeError, ValueError):
             key = None
         if key is not None and key in self._found:
@@ -206,8 +211,9 @@ class Reviewer:
             launch = launch.model_copy(update={"model": named,
                                                "unresolved": tuple(u for u in launch.unresolved if u != "--model")})
             found = found.model_copy(update={"launch": launch})
-        key = found.model_dump_json(exclude={"launch": {"sources"}})
-        cached = self._results.get(key)
+        material = found.model_dump_json(exclude={"launch": {"sources"}})
+        key = hashlib.sha256(material.encode()).hexdigest() if len(material) <= CACHEABLE_BYTES else None
+        cached = self._results.get(key) if key else None
         if cached is not None:
             self._results.move_to_end(key)
             return cached
@@ -226,7 +232,7 @@ class Reviewer:
             found, resolver=resolver, catalog=self.catalog, profiles=self.profiles,
             default_vllm_version=self.config.default_vllm_version, gpus_per_node=self.config.gpus_per_node,
             concurrency_threshold=self.config.concurrency_threshold))
-        if not any(r.code in _MODEL_CODES for r in result.verdict.reasons):  # never pin a transient miss
+        if key and not any(r.code in _MODEL_CODES for r in result.verdict.reasons):  # never pin a transient miss
             self._results[key] = result
             if len(self._results) > self._results_limit:
                 self._results.popitem(last=False)
@@ -244,8 +250,11 @@ class Reviewer:
             return Judgement(mode=mode, skipped=f"namespace {namespace} is exempt")
         if str((meta.get("annotations") or {}).get(SKIP_ANNOTATION, "")).lower() == "true":
             return Judgement(mode=mode, skipped=f"opted out with {SKIP_ANNOTATION}")
-        if obj.get("kind") == "Pod" and _controller_owned(obj):
-            return Judgement(mode=mode, skipped="pod owned by a controller (its workload was judged)")
+        if _controller_owned(obj):
+            # ReplicaSets of a Deployment, Pods of a ReplicaSet, Jobs of a CronJob, StatefulSets of a
+            # LeaderWorkerSet: their owner was judged when the user applied it. Judging them again
+            # would stall rollouts of objects admitted before (or on a lookup timeout).
+            return Judgement(mode=mode, skipped=f"{obj.get('kind')} owned by a controller (its owner was judged)")
         found, unreadable = self._find_or_warn(obj)
         if unreadable:
             return Judgement(mode=mode, verdict="unknown", warnings=(unreadable,) if mode != "audit" else (),
@@ -304,9 +313,13 @@ class Reviewer:
                 ANNOTATION_PREFIX + "max-concurrency": f"{p.kv_cache.max_concurrency:.2f}",
                 ANNOTATION_PREFIX + "weights-gib": f"{p.per_gpu.weights_gib:.2f}",
                 ANNOTATION_PREFIX + "gpu": str(p.gpu["name"]),
+                # Says the gpu annotation above is vllm-fit's output (the reader then ignores it)
+                # unless the user's own annotation decided.
+                ANNOTATION_PREFIX + "gpu-source": primary.found.gpus.type_source,
                 ANNOTATION_PREFIX + "profile": f"{p.profile_band} (vLLM {p.vllm_version})",
             })
         elif results and results[0].gpu:
             wanted[ANNOTATION_PREFIX + "gpu"] = results[0].gpu
+            wanted[ANNOTATION_PREFIX + "gpu-source"] = results[0].found.gpus.type_source
         return {key: value for key, value in wanted.items()
                 if current.get(key) != value and not (value is None and key not in current)}

@@ -38,9 +38,9 @@ MATCH_CONDITIONS: list[dict[str, str]] = [
         ]),
     },
     {
-        # Pods a controller made were judged as their workload.
-        "name": "not-controller-owned-pod",
-        "expression": "object.kind != 'Pod' || !has(object.metadata.ownerReferences) || "
+        # Objects a controller made (ReplicaSets, Pods, Jobs of CronJobs) were judged as their owner.
+        "name": "not-controller-owned",
+        "expression": "!has(object.metadata.ownerReferences) || "
                       "!object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller)",
     },
 ]

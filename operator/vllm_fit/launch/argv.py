@@ -62,6 +62,7 @@ class _Flag:
     field: Optional[str]  # VllmLaunch field, or None for flags we only need to skip
     takes_value: bool
     convert: Callable[[str, str], object] = _text
+    many: bool = False  # argparse nargs="+": every following token up to the next option
 
 
 _MEMORY_FLAGS: dict[str, _Flag] = {
@@ -70,6 +71,7 @@ _MEMORY_FLAGS: dict[str, _Flag] = {
     "tensor-parallel-size": _Flag("tensor_parallel_size", True, _to_int),
     "pipeline-parallel-size": _Flag("pipeline_parallel_size", True, _to_int),
     "data-parallel-size": _Flag("data_parallel_size", True, _to_int),
+    "data-parallel-size-local": _Flag("data_parallel_size_local", True, _to_int),
     "gpu-memory-utilization": _Flag("gpu_memory_utilization", True, _to_float),
     "max-model-len": _Flag("max_model_len", True, _human_or_auto),
     "block-size": _Flag("block_size", True, _to_int),
@@ -85,6 +87,8 @@ _MEMORY_FLAGS: dict[str, _Flag] = {
     "num-gpu-blocks-override": _Flag("num_gpu_blocks_override", True, _to_int),
     "disable-sliding-window": _Flag("disable_sliding_window", False),
     "disable-hybrid-kv-cache-manager": _Flag("disable_hybrid_kv_cache_manager", False),
+    "kv-transfer-config": _Flag("kv_transfer_config", True),
+    "kv-events-config": _Flag("kv_events_config", True),
     "config": _Flag(None, True),  # handled specially: a file we cannot read at admission
 }
 
@@ -95,12 +99,12 @@ _OTHER_VALUE_FLAGS = """
 host port uvicorn-log-level api-key lora-modules chat-template chat-template-content-format
 response-role ssl-keyfile ssl-certfile ssl-ca-certs ssl-cert-reqs root-path middleware
 served-model-name tokenizer tokenizer-mode tokenizer-revision download-dir load-format
-config-format seed distributed-executor-backend data-parallel-size-local data-parallel-address
+config-format seed distributed-executor-backend data-parallel-rank data-parallel-address
 data-parallel-rpc-port data-parallel-start-rank data-parallel-backend
 decode-context-parallel-size swap-space prefix-caching-hash-algo max-num-partial-prefills
 max-long-partial-prefills long-prefill-token-threshold max-logprobs logprobs-mode rope-scaling
 rope-theta hf-overrides hf-token hf-config-path code-revision max-seq-len-to-capture
-compilation-config speculative-config kv-transfer-config kv-events-config tool-call-parser
+compilation-config speculative-config tool-call-parser
 tool-parser-plugin reasoning-parser limit-mm-per-prompt mm-processor-kwargs
 mm-processor-cache-gb mm-encoder-tp-mode override-generation-config generation-config
 model-impl worker-cls worker-extension-cls max-lora-rank max-loras max-cpu-loras lora-dtype
@@ -113,10 +117,22 @@ num-redundant-experts all2all-backend guided-decoding-backend structured-outputs
 kv-sharing-fast-prefill kv-offloading-size kv-offloading-backend cudagraph-capture-sizes
 max-cudagraph-capture-size performance-mode logits-processors io-processor-plugin
 observability-config additional-config ray-workers-use-nsight-config enable-log-outputs-config
-override-attention-dtype attention-backend max-num-encoder-input-tokens served-model-names
+override-attention-dtype attention-backend max-num-encoder-input-tokens
 log-config-file h11-max-incomplete-event-size h11-max-header-count tool-server
 disable-access-log-for-endpoints dbo-decode-token-threshold dbo-prefill-token-threshold
+allowed-media-domains
 """.split()
+
+# Options vLLM registers with nargs="+" (list-typed config fields: get_kwargs() in
+# vllm/engine/arg_utils.py turns `list[...]` into nargs="+"; FrontendArgs in
+# vllm/entrypoints/openai/cli_args.py keeps it for --api-key and --lora-modules). They take
+# every following token up to the next option, so `--served-model-name a b MODEL` leaves no
+# positional. Not here: --middleware (action="append", one value each) and
+# --allowed-origins/-methods/-headers (nargs removed, one JSON value).
+_MANY_VALUE_FLAGS = frozenset("""
+served-model-name lora-modules api-key cuda-graph-sizes cudagraph-capture-sizes
+allowed-media-domains ignore-patterns logits-processors collect-detailed-traces
+""".split())
 
 _OTHER_BOOL_FLAGS = """
 enable-prefix-caching enable-chunked-prefill trust-remote-code disable-log-stats enable-lora
@@ -138,6 +154,7 @@ _ALIASES = {
     "-dp": "data-parallel-size",
     "-dpl": "data-parallel-size-local",
     "-dpa": "data-parallel-address",
+    "-dpp": "data-parallel-rpc-port",
     "-dpr": "data-parallel-rpc-port",
     "-dpn": "data-parallel-start-rank",
     "-dpb": "data-parallel-backend",
@@ -151,7 +168,7 @@ _ALIASES = {
 }
 
 _ALL_FLAGS: dict[str, _Flag] = {
-    **{name: _Flag(None, True) for name in _OTHER_VALUE_FLAGS},
+    **{name: _Flag(None, True, many=name in _MANY_VALUE_FLAGS) for name in _OTHER_VALUE_FLAGS},
     **{name: _Flag(None, False) for name in _OTHER_BOOL_FLAGS},
     **_MEMORY_FLAGS,
 }
@@ -231,7 +248,7 @@ def parse_vllm_args(
             continue
         if token.startswith("-O") and not token.startswith("--") and len(token) > 2:
             continue  # -O3, -O.level=3: compilation shorthand, no memory effect we model
-        if token.startswith("--") or (token.startswith("-") and len(token) > 1 and not _is_number(token)):
+        if _is_option(token):
             if token.startswith("--"):
                 key, eq, attached = token[2:].partition("=")
                 head, dot, tail = key.partition(".")
@@ -262,6 +279,13 @@ def parse_vllm_args(
                 continue
             if negated:
                 raise VllmFitError(f"{token}: --{flag} has no --no- form; vLLM would refuse to start")
+            if spec.many and not eq:
+                start = i
+                while i < len(tokens) and not _is_option(tokens[i]):
+                    i += 1
+                if i == start:
+                    raise VllmFitError(f"{token} needs at least one value; vLLM would refuse to start")
+                continue  # no many-valued option feeds a launch field
             if eq:
                 raw: object = attached if not isinstance(token, UnresolvedValue) else UnresolvedValue(attached)
             elif i < len(tokens):
@@ -300,6 +324,12 @@ def parse_vllm_args(
         sources=sources,
     )
     return ParsedArgs(launch=launch, ignored=ignored)
+
+
+def _is_option(token: str) -> bool:
+    """Whether argparse reads `token` as an option string rather than a value (`-1` is a value)."""
+    token = str(token)
+    return token.startswith("--") or (token.startswith("-") and len(token) > 1 and not _is_number(token))
 
 
 def _is_number(token: str) -> bool:

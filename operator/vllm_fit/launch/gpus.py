@@ -1,7 +1,8 @@
 """The GPUs a container gets, and what decides their type.
 
 Count: `limits` (else `requests`) of `nvidia.com/gpu`, `amd.com/gpu` or a MIG resource
-(`nvidia.com/mig-3g.40gb`). Type, first that applies: the `vllm-fit.io/gpu` annotation,
+(`nvidia.com/mig-3g.40gb`). Type, first that applies: the `vllm-fit.io/gpu` annotation
+(unless `vllm-fit.io/gpu-source` says vllm-fit wrote it from another source),
 a nodeSelector on a GPU label (GPU Feature Discovery `nvidia.com/gpu.product` /
 `nvidia.com/gpu.memory`, GKE `cloud.google.com/gke-accelerator`, AMD labels), the same
 labels in required node affinity (a single `In` value), a well-known instance type, the MIG
@@ -17,6 +18,10 @@ from ..errors import VllmFitError
 from .model import GpuRequest
 
 ANNOTATION = "vllm-fit.io/gpu"
+# Written by the webhook next to ANNOTATION: the type_source its plan used. When present and
+# not "annotation", ANNOTATION is vllm-fit's own output (the GPU it planned with), not the
+# user's choice, and must not pin the type when e.g. the nodeSelector changes later.
+SOURCE_ANNOTATION = "vllm-fit.io/gpu-source"
 
 # node label -> type_source; checked in this order.
 GPU_LABELS: tuple[tuple[str, str], ...] = (
@@ -88,11 +93,17 @@ def _affinity_values(pod_spec: dict, label: str) -> Optional[str]:
     return next(iter(found)) if len(found) == 1 else None
 
 
+def _is_user_gpu(table: dict) -> bool:
+    """The GPU annotation is an input unless the webhook recorded it came from another source."""
+    source = table.get(SOURCE_ANNOTATION)
+    return source is None or str(source).strip() in ("", "annotation")
+
+
 def gpu_type(annotations: list[Optional[dict]], pod_spec: dict, resource: Optional[str],
              default_gpu: Optional[str]) -> tuple[Optional[str], str]:
     """(type, type_source) for a pod template."""
     for table in annotations:
-        if isinstance(table, dict) and table.get(ANNOTATION):
+        if isinstance(table, dict) and table.get(ANNOTATION) and _is_user_gpu(table):
             return str(table[ANNOTATION]), "annotation"
     selector = pod_spec.get("nodeSelector")
     selector = selector if isinstance(selector, dict) else {}

@@ -30,6 +30,18 @@ class _Unknown(Exception):
     pass
 
 
+class Command(list):
+    """The words of one simple command (a list), plus `env`: the variables the script put in its
+    environment, i.e. `A=1 cmd` prefix assignments over the exported ones (the container's env
+    and `export A=1`), by name; None = set but unknowable."""
+
+    env: dict[str, Optional[str]]
+
+    def __init__(self, words: list, env: Optional[dict[str, Optional[str]]] = None) -> None:
+        super().__init__(words)
+        self.env = dict(env or {})
+
+
 def _lookup(name: str, variables: Mapping[str, Optional[str]]) -> Optional[str]:
     """A variable's value, or None when it is unknowable or not defined in the manifest."""
     return variables.get(name)
@@ -130,6 +142,7 @@ class _Scanner:
     def __init__(self, text: str, variables: Variables) -> None:
         self.s = text
         self.vars = variables
+        self.exported = set(variables)  # the container's env is the shell's exported env
         self.commands: list[list[Word]] = []
         self.words: list[Word] = []
         self.parts: list[str] = []
@@ -158,11 +171,15 @@ class _Scanner:
         # Assignments: `A=1 B=2` alone (or after export/readonly/declare/local) set variables.
         body = words
         if words[0] in ("export", "readonly", "declare", "local", "typeset"):
+            options = [w for w in words[1:] if w.startswith("-")]
+            exports = words[0] == "export" or any("x" in w for w in options)
             body = [w for w in words[1:] if not w.startswith("-")]
             for w in body:
                 m = _ASSIGN.match(w)
                 if m:
                     self.vars[m.group(1)] = None if isinstance(w, UnresolvedValue) else m.group(2)
+                if exports:
+                    self.exported.add(m.group(1) if m else str(w))
             return
         i = 0
         while i < len(words) and _ASSIGN.match(words[i]):
@@ -173,7 +190,13 @@ class _Scanner:
                 assert m is not None
                 self.vars[m.group(1)] = None if isinstance(w, UnresolvedValue) else m.group(2)
             return
-        self.commands.append(list(words[i:]))
+        # `A=1 cmd`: A is in cmd's environment only; the shell's own variables are unchanged.
+        env = {name: self.vars.get(name) for name in self.exported if name in self.vars}
+        for w in words[:i]:
+            m = _ASSIGN.match(w)
+            assert m is not None
+            env[m.group(1)] = None if isinstance(w, UnresolvedValue) else m.group(2)
+        self.commands.append(Command(words[i:], env))
 
     # -- expansions
     def dollar(self, i: int) -> int:
@@ -256,7 +279,7 @@ class _Scanner:
         self.unknown = True
 
     # -- the scan
-    def run(self) -> list[list[Word]]:
+    def run(self) -> list[list[Word]]:  # each a Command
         s = self.s
         n = len(s)
         i = 0
@@ -360,7 +383,8 @@ class _Scanner:
 
 
 def split_script(script: str, variables: Optional[Mapping[str, Optional[str]]] = None) -> list[list[Word]]:
-    """The simple commands of a shell script, each a list of expanded words.
+    """The simple commands of a shell script, each a list of expanded words (a `Command`,
+    whose `env` is the environment the script gives that command).
 
     `variables` maps names the container defines to their value (None = defined but not
     knowable, e.g. from a Secret). A copy is used: assignments in the script affect only
