@@ -82,7 +82,7 @@ def test_fuzzed_objects_get_an_answer_or_a_clear_4xx(webhook, obj, path):
     body = recorded("02")
     body["request"]["object"] = obj
     status, data = webhook.post(path, body)
-    assert status in (200, 400, 404), data
+    assert status in (200, 400), data
     if status == 200:
         assert isinstance(data["response"]["allowed"], bool)
     else:
@@ -203,6 +203,15 @@ def test_two_replicas_give_identical_answers(api, webhook, tmp_path):
                 json.loads(base64.b64decode(first_answer[1]["response"]["patch"]))
     finally:
         second.stop()
+
+
+def test_a_resource_the_server_has_not_discovered_is_admitted_with_a_warning(webhook):
+    body = recorded("02")
+    body["request"]["resource"] = {"group": "example.com", "version": "v1", "resource": "vllmdeployments"}
+    status, data = webhook.post("/validate", body)
+    assert status == 200
+    assert data["response"]["allowed"] is True
+    assert "appeared after the webhook started" in data["response"]["warnings"][0]
 
 
 @pytest.mark.parametrize("obj", [{}, {"kind": "Deployment"}, {"metadata": {}}, {"spec": None}, {"spec": "vllm"}])

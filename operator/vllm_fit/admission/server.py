@@ -211,8 +211,15 @@ class AdmissionServer(kopf.WebhookServer):
         except asyncio.TimeoutError:
             self.metrics.errors.labels("deadline").inc()
             response = admit_with_warning(data, f"vllm-fit: not judged within {self.deadline_seconds:g}s; admitted")
-        except kopf_admission.UnknownResourceError as exc:
-            return aiohttp.web.json_response({"error": str(exc)}, status=404)
+        except kopf_admission.UnknownResourceError:
+            # A kind whose API appeared after this process scanned discovery (e.g. the LWS or KServe
+            # CRDs installed later). Never block it for that; a restart picks the API up.
+            self.metrics.errors.labels("unknown-resource").inc()
+            resource = review_request.get("resource") or {}
+            log.warning(json.dumps({"event": "unknown-resource", "resource": resource}))
+            response = admit_with_warning(
+                data, f"vllm-fit: {resource.get('resource')}.{resource.get('group')} appeared after the webhook "
+                      f"started; not checked until it restarts")
         except kopf_admission.AmbiguousResourceError as exc:
             return aiohttp.web.json_response({"error": str(exc)}, status=409)
         except kopf_admission.WebhookError as exc:

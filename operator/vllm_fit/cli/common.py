@@ -22,6 +22,11 @@ def verdict_word(plan: MemoryPlan) -> str:
 
 def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
     p, g, kv, s = plan.per_gpu, plan.gpu, plan.kv_cache, plan.settings
+    if not s:  # vLLM would reject the arguments before touching memory: nothing else to show
+        reason = plan.verdict.reasons[0]
+        return "\n".join([f"{plan.model} on {g['name']}, vLLM {plan.vllm_version}", "",
+                          paint("REJECT", BOLD + RED, colour) + " - vLLM will not start",
+                          f"  error: [{reason.code}] {reason.message}"])
     par = plan.parallel
     lines = [
         f"{plan.model} on {g['name']} ({g['total_gib']:.2f} GiB{', nominal' if g.get('nominal') else ''}), "

@@ -88,7 +88,7 @@ def main(argv: Sequence[str]) -> int:
         profiles = runtime_profiles()
         result = plan(model, launch, gpu, profiles, gpus_per_node=gpus_per_node, concurrency_threshold=threshold)
         sweep = []
-        if launch.tensor_parallel_size is None:
+        if launch.tensor_parallel_size is None and result.settings:  # no sweep when vLLM rejects the arguments
             for tp in valid_tensor_parallel_sizes(model, gpus_per_node):
                 sweep.append(plan(model, launch.model_copy(update={"tensor_parallel_size": tp}), gpu, profiles,
                                   gpus_per_node=gpus_per_node, concurrency_threshold=threshold, suggest=False))
