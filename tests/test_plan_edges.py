@@ -98,3 +98,13 @@ def test_mxfp4_layout_follows_the_gpu(bundled, catalog, profiles):
     ampere = _plan(bundled, catalog.resolve("A100-80GB"), profiles, "openai/gpt-oss-20b", max_model_len=8192)
     assert hopper.per_gpu.weights_gib > ampere.per_gpu.weights_gib
     assert any("Hopper" in n for n in hopper.notes) and not any("Hopper" in n for n in ampere.notes)
+
+
+def test_null_block_is_held_back_from_the_check_from_0_29(bundled, h100, profiles):
+    # Llama-3.1-8B, block 16: one 16,000-token request needs 1,000 blocks x 32 layers x 64 KiB.
+    exact = 1000 * 32 * 2 * 16 * 8 * 128 * 2
+    kwargs = dict(max_model_len=16000, block_size=16, kv_cache_memory_bytes=exact)
+    before = _plan(bundled, h100, profiles, "meta-llama/Llama-3.1-8B-Instruct", vllm_version="0.26.0", **kwargs)
+    after = _plan(bundled, h100, profiles, "meta-llama/Llama-3.1-8B-Instruct", vllm_version="0.29.0", **kwargs)
+    assert before.verdict.fits
+    assert "max-model-len-exceeds-kv-cache" in codes(after)

@@ -229,12 +229,20 @@ class _Evaluation:
         return self.stage.layout
 
     @property
+    def check_bytes(self) -> int:
+        """The bytes vLLM's max-model-len check and auto-fit compare against (from 0.29 one block is
+        held back for BlockPool's null block)."""
+        layout = self.layout
+        held = layout.bytes_per_block if layout is not None and self.settings.behaviour.holds_back_null_block else 0
+        return self.available_bytes - held
+
+    @property
     def max_len_fits(self) -> bool:
         layout = self.layout
         if layout is None:
             return True
         b = self.settings.behaviour
-        return layout.bytes_needed(self.settings.max_model_len, self.in_flight, b) <= self.available_bytes
+        return layout.bytes_needed(self.settings.max_model_len, self.in_flight, b) <= self.check_bytes
 
     @property
     def concurrency(self) -> float:
@@ -376,7 +384,7 @@ def plan(
         return _invalid_plan(model, launch, gpu, profiles, str(exc), default_version)
     ev = _evaluate(model, s, gpu, profiles)
     if s.max_model_len_auto and ev.layout is not None and ev.available_bytes > 0 and not ev.max_len_fits:
-        fitted = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
+        fitted = ev.layout.estimate_max_model_len(ev.check_bytes, s.max_model_len, ev.in_flight, s.behaviour)
         if fitted > 0:
             s = s.model_copy(update={"max_model_len": fitted})
             ev = _evaluate(model, s, gpu, profiles)
@@ -429,7 +437,7 @@ def _suggest(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProfi
             break
     # The longest max-model-len that fits at this TP.
     if not ev.problems and not ev.weights_exceed and ev.available_bytes > 0 and not ev.max_len_fits and ev.layout:
-        longest = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
+        longest = ev.layout.estimate_max_model_len(ev.check_bytes, s.max_model_len, ev.in_flight, s.behaviour)
         if longest > 0:
             out["max_model_len"] = longest
         if s.kv_cache_dtype_bytes > 1:
@@ -537,7 +545,7 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                                       f"({ev.available_bytes / GIB:.2f} GiB)" + _short_fix(sug)))
     elif not ev.max_len_fits and not ev.problems and ev.layout is not None:
         need = ev.layout.bytes_needed(s.max_model_len, ev.in_flight, s.behaviour)
-        longest = ev.layout.estimate_max_model_len(ev.available_bytes, s.max_model_len, ev.in_flight, s.behaviour)
+        longest = ev.layout.estimate_max_model_len(ev.check_bytes, s.max_model_len, ev.in_flight, s.behaviour)
         reasons.append(Reason(code="max-model-len-exceeds-kv-cache", severity="error",
                               message=f"{where}: one {s.max_model_len:,}-token request needs {need / GIB:.2f} GiB of KV "
                                       f"cache but only {ev.available_bytes / GIB:.2f} GiB is available; vLLM's estimated "
