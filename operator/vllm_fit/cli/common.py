@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Iterable
 
 from ..memory.plan import MemoryPlan
 
@@ -79,7 +79,3 @@ def render_tp_table(plans: Iterable[MemoryPlan]) -> str:
                     f"{plan.per_gpu.kv_cache_gib:12.2f}  {plan.kv_cache.tokens:10,}  {conc_text}  "
                     f"{verdict_word(plan)}{' (' + first + ')' if first else ''}")
     return "\n".join(rows)
-
-
-def gpu_label(name: Optional[str]) -> str:
-    return name or "unknown GPU"

@@ -356,10 +356,6 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
 
 # ---------------------------------------------------------------- the public entry point
 
-def _fmt_gib(num_bytes: float) -> str:
-    return f"{num_bytes / GIB:.2f}"
-
-
 def _short(model_id: str) -> str:
     return model_id.rsplit("/", 1)[-1]
 
