@@ -226,3 +226,22 @@ def test_health_and_metrics(webhook):
     assert re.search(r'vllm_fit_model_lookups_total\{outcome="found"\} [1-9]', text)
     assert re.search(r'vllm_fit_model_lookups_total\{outcome="not-found"\} [1-9]', text)
     assert "vllm_fit_model_lookup_duration_seconds_count" in text
+
+
+def test_the_raw_text_gate_honours_custom_image_patterns():
+    """The server's pre-kopf gate and the reader share one test: an image matching a configured
+    pattern with an inner wildcard (and no 'vllm' anywhere) must reach the handlers."""
+    from vllm_fit.admission.config import WebhookConfig
+    from vllm_fit.admission.review import Reviewer
+    from vllm_fit.hub.resolver import BundledResolver
+    from vllm_fit.profiles import gpu_catalog, runtime_profiles
+
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "registry.corp/team/llm-server:1.0",
+                                                          "args": ["--model", "Qwen/Qwen3-0.6B"]}]}}}}
+    reviewer = Reviewer(WebhookConfig(vllm_images=("registry.corp/*/llm-server",)), BundledResolver(),
+                        gpu_catalog(), runtime_profiles())
+    assert reviewer.needs_review(obj, json.dumps(obj))
+    assert reviewer.needs_review(obj)
+    plain = Reviewer(WebhookConfig(), BundledResolver(), gpu_catalog(), runtime_profiles())
+    assert not plain.needs_review(obj, json.dumps(obj))

@@ -19,7 +19,7 @@ from ..errors import VllmFitError
 from ..hub.errors import HubTimeout
 from ..hub.resolver import ModelNotFound, ModelResolver
 from ..launch import find_launches
-from ..launch.find import mentions_vllm
+from ..launch.find import mentions_vllm, text_gate
 from ..memory.gpu import GpuCatalog, GpuSpec
 from ..check import LaunchResult, check_launch
 from ..memory.plan import Reason, Verdict
@@ -114,7 +114,7 @@ class Reviewer:
         # ReplicaSets, re-applies and the validating/mutating pair. Bounded LRU.
         self._results: "OrderedDict[str, LaunchResult]" = OrderedDict()
         self._found: "OrderedDict[str, list[Any]]" = OrderedDict()
-        self._needles = ("vllm",) + tuple(p.strip("*").lower() for p in config.vllm_images if p.strip("*"))
+        self._may_mention = text_gate(config.vllm_images)
         self._results_limit = 4096
 
     def needs_review(self, obj: dict[str, Any], raw_text: Optional[str] = None) -> bool:
@@ -128,8 +128,7 @@ class Reviewer:
         if obj.get("kind") in _ALWAYS_READ:
             return True
         if raw_text is not None:
-            low = raw_text.lower()
-            return any(needle in low for needle in self._needles)
+            return self._may_mention(raw_text)
         return mentions_vllm(obj.get("spec"), self.config.vllm_images)
 
     def find(self, obj: dict[str, Any]) -> list[Any]:

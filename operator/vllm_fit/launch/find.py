@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -158,13 +158,21 @@ def _literal_fragments(pattern: str) -> tuple[str, ...]:
     return tuple(f.lower() for f in out if f)
 
 
-def mentions_vllm(obj: Any, extra: Sequence[str] = ()) -> bool:
-    """True when any string in the object mentions vLLM (or could match a configured image).
-
-    The cheap gate: a string passes when it contains "vllm", or every literal fragment of one
-    of the `extra` image patterns (a pattern without literals, e.g. `*`, passes any string).
-    """
+def text_gate(extra: Sequence[str] = ()) -> Callable[[str], bool]:
+    """The cheap test for one piece of text: it contains "vllm", or every literal fragment of one
+    of the `extra` image patterns (a pattern without literals, e.g. `*`, passes any text)."""
     groups = tuple({_literal_fragments(p) for p in extra})
+
+    def may_mention(text: str) -> bool:
+        low = text.lower()
+        return "vllm" in low or any(all(f in low for f in frags) for frags in groups)
+
+    return may_mention
+
+
+def mentions_vllm(obj: Any, extra: Sequence[str] = ()) -> bool:
+    """True when any string in the object mentions vLLM (or could match a configured image)."""
+    may_mention = text_gate(extra)
     stack = [obj]
     budget = 1_000_000
     while stack:
@@ -173,8 +181,7 @@ def mentions_vllm(obj: Any, extra: Sequence[str] = ()) -> bool:
         if budget < 0:
             return True  # enormous objects go to the full reader, which stays linear
         if isinstance(node, str):
-            low = node.lower()
-            if "vllm" in low or any(all(f in low for f in frags) for frags in groups):
+            if may_mention(node):
                 return True
         elif isinstance(node, dict):
             for key, value in node.items():
