@@ -6,6 +6,7 @@ import math
 from typing import Iterable
 
 from ..memory.plan import MemoryPlan
+from ..memory.versions import behaviour_for
 
 GREEN, RED, YELLOW, BOLD, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[1m", "\033[0m"
 
@@ -59,14 +60,7 @@ def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
 
 
 def _graphs_subtracted(plan: MemoryPlan) -> bool:
-    return bool(plan.settings.get("vllm_version")) and _version_ge(plan.vllm_version, (0, 20, 0)) and \
-        not plan.settings.get("enforce_eager")
-
-
-def _version_ge(version: str, floor: tuple[int, int, int]) -> bool:
-    from ..memory.versions import parse_version
-
-    return parse_version(version) >= floor
+    return behaviour_for(plan.vllm_version).subtracts_cuda_graph_estimate and not plan.settings.get("enforce_eager")
 
 
 def render_tp_table(plans: Iterable[MemoryPlan]) -> str:
