@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # vllm-fit admission webhook image: `docker build -t vllm-fit:0.1.0 .`
 # Stage 1 builds the wheel (with the bundled profiles inside) and installs it with its
-# webhook and hub dependencies into /opt/venv; stage 2 is the slim runtime with that venv only.
+# dependencies (webhook and Hub client included) into /opt/venv; stage 2 is the slim runtime with that venv only.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
@@ -14,7 +14,7 @@ COPY profiles ./profiles
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/venv \
  && python -m pip --python /opt/venv/bin/python install --only-binary=:all: \
-      "$(ls /wheels/vllm_fit-*.whl)[webhook,hub]" \
+      "$(ls /wheels/vllm_fit-*.whl)" \
  && /opt/venv/bin/vllm-fit plan Qwen/Qwen3-0.6B --gpu L4 >/dev/null \
  && /opt/venv/bin/vllm-fit serve --help >/dev/null
 

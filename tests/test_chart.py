@@ -574,9 +574,39 @@ def test_wheel_contains_the_bundled_profiles_and_the_cli(tmp_path: Path) -> None
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+        metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert "vllm_fit/profiles_data/gpus.yaml" in names
     assert "vllm_fit/profiles_data/vllm-runtime.yaml" in names
     for model in (ROOT / "profiles" / "models").iterdir():
         assert f"vllm_fit/profiles_data/models/{model.name}/config.json" in names
     assert "vllm_fit/admission/server.py" in names
     assert re.search(r"^vllm-fit = vllm_fit\.cli:main$", entry_points, re.M)
+    # A plain `pip install vllm-fit` brings the Hub client and the webhook server: their
+    # requirements carry no `extra == ...` marker.
+    requires = {re.split(r"[<>=!~ ;\[]", line.split(":", 1)[1].strip())[0].lower().replace("_", "-"): line
+                for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    for package in ("huggingface-hub", "kopf", "aiohttp", "prometheus-client", "cryptography", "pydantic", "pyyaml"):
+        assert package in requires, f"{package} is not a requirement of the wheel:\n{metadata}"
+        assert "extra ==" not in requires[package], requires[package]
+    assert re.search(r"^Provides-Extra: test$", metadata, re.M)
+
+
+def test_cli_reaches_the_hub_and_serve_help_works_as_installed(tmp_path: Path) -> None:
+    """The acceptance of a plain install: a model only the Hub has gets as far as the Hub client
+    (here unreachable), not 'not installed'; `serve --help` imports the webhook stack."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "VLLM_FIT_CACHE_DIR": str(tmp_path / "cache"),
+           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    env.pop("VLLM_FIT_HUB", None)
+    plan = subprocess.run([sys.executable, "-m", "vllm_fit", "plan", "some-org/only-on-the-hub-7b"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "the Hub is unreachable" in plan.stderr, plan.stderr
+    assert "not installed" not in plan.stderr and "Traceback" not in plan.stderr, plan.stderr
+    serve = subprocess.run([sys.executable, "-m", "vllm_fit", "serve", "--help"], capture_output=True, text=True,
+                           timeout=120)
+    assert serve.returncode == 0, serve.stderr
+    assert "--tls-cert-file" in serve.stdout
+    # and the modules behind it import (serve --help itself imports lazily)
+    imports = subprocess.run([sys.executable, "-c", "import vllm_fit.admission.operator, vllm_fit.admission.dev"],
+                             capture_output=True, text=True, timeout=120)
+    assert imports.returncode == 0, imports.stderr

@@ -43,7 +43,7 @@ def _hf():
         import huggingface_hub
         from huggingface_hub import constants
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise HubOffline("the Hugging Face Hub client is not installed (pip install 'vllm-fit[hub]'); "
+        raise HubOffline("huggingface_hub cannot be imported (it is a dependency of vllm-fit: reinstall it); "
                          f"only bundled and cached models are known ({exc})") from None
     constants.HF_HUB_DISABLE_TELEMETRY = True
     return huggingface_hub
