@@ -298,6 +298,35 @@ def test_existing_secret_uses_the_given_ca_bundle() -> None:
     assert volume["secret"]["secretName"] == "my-webhook-tls"
 
 
+@needs_helm
+def test_webhook_url_points_every_webhook_outside_the_cluster() -> None:
+    """webhook.url: a server outside the cluster (the e2e suite's `vllm-fit serve` on the host)."""
+    ca = (CHART / "ci" / "existing-secret-values.yaml")
+    ca_pem = values_of(ca)["tls"]["caBundle"]
+    docs = render(ca, sets=("webhook.url=https://127.0.0.1:9443/",))
+    expected = webhook_configurations(
+        name=f"{RELEASE}-vllm-fit", client_config=lambda path: {"url": f"https://127.0.0.1:9443{path}"},
+        exempt_namespaces=["kube-system", NAMESPACE])
+    for want in expected:
+        got = only(docs, want["kind"])
+        assert {base64.b64decode(h["clientConfig"].pop("caBundle")).decode() for h in got["webhooks"]} == {ca_pem}
+        assert got["webhooks"] == want["webhooks"]
+
+
+@needs_helm
+@pytest.mark.parametrize("sets, message", [
+    (("webhook.url=https://127.0.0.1:9443",), "webhook.url needs tls.caBundle"),
+    (("webhook.url=http://127.0.0.1:9443", "tls.caBundle=x"), "/webhook/url"),
+    (("webhook.url=https://127.0.0.1:9443", "tls.caBundle=x", "certManager.enabled=true"), "exclusive"),
+])
+def test_webhook_url_needs_https_and_its_ca(sets: tuple[str, ...], message: str) -> None:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for item in sets:
+        args += ["--set", item]
+    result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
 # -- pod ---------------------------------------------------------------------------------------
 
 def _serve_args(docs: tuple[dict, ...]):

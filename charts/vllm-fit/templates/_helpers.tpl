@@ -72,6 +72,12 @@ app.kubernetes.io/component: admission-webhook
 {{- if and .Values.tls.existingSecret (not .Values.tls.caBundle) (not .Values.certManager.enabled) -}}
 {{- fail "tls.existingSecret needs tls.caBundle (the PEM CA that signed it) for the webhook configurations" -}}
 {{- end -}}
+{{- if and .Values.webhook.url (not .Values.tls.caBundle) -}}
+{{- fail "webhook.url needs tls.caBundle: the PEM CA that signed the certificate served at that URL" -}}
+{{- end -}}
+{{- if and .Values.webhook.url .Values.certManager.enabled -}}
+{{- fail "webhook.url and certManager.enabled are exclusive: cert-manager's certificate is for the in-cluster Service" -}}
+{{- end -}}
 {{- if and .Values.tls.existingSecret .Values.certManager.enabled -}}
 {{- fail "tls.existingSecret and certManager.enabled are exclusive: cert-manager writes its own Secret" -}}
 {{- end -}}
@@ -114,12 +120,17 @@ both and compares them, so change the two together.
 {{- $root := index . 0 -}}
 {{- $path := index . 1 -}}
 clientConfig:
+  {{- if $root.Values.webhook.url }}
+  url: {{ printf "%s%s" (trimSuffix "/" $root.Values.webhook.url) $path | quote }}
+  caBundle: {{ $root.Values.tls.caBundle | b64enc }}
+  {{- else }}
   service:
     name: {{ include "vllm-fit.fullname" $root }}
     namespace: {{ $root.Release.Namespace }}
     path: {{ $path }}
     port: 443
-  {{- if not $root.Values.certManager.enabled }}
+  {{- end }}
+  {{- if and (not $root.Values.certManager.enabled) (not $root.Values.webhook.url) }}
   {{- if $root.Values.tls.existingSecret }}
   caBundle: {{ $root.Values.tls.caBundle | b64enc }}
   {{- else }}
