@@ -14,7 +14,7 @@ def vllm_fit(*args, stdin=None):
 
 def test_readme_first_command_rejects_tp1_and_fits_tp2():
     result = vllm_fit("plan", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "--max-model-len", "16k",
-                      "--block-size", "128")
+                      "--block-size", "128", "--vllm-version", "0.11.0")
     assert result.returncode == 1, result.stderr
     assert "REJECT" in result.stdout and "no-kv-cache-memory" in result.stdout
     assert "-1.44" in result.stdout
@@ -44,7 +44,8 @@ def test_json_contract():
 
 
 def test_json_failure_has_codes_and_suggestions():
-    result = vllm_fit("plan", "Qwen/Qwen3-32B", "--max-model-len", "32000", "--block-size", "128", "-o", "json")
+    result = vllm_fit("plan", "Qwen/Qwen3-32B", "--max-model-len", "32000", "--block-size", "128",
+                      "--vllm-version", "0.11.0", "-o", "json")
     assert result.returncode == 1
     data = json.loads(result.stdout)
     assert data["verdict"]["fits"] is False

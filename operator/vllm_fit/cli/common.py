@@ -48,6 +48,13 @@ def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
         f"  KV cache: {kv.blocks:,} blocks x {kv.block_size} tokens, {kv.bytes_per_token:,} B/token, "
         f"GPU KV cache size {kv.tokens:,} tokens, max concurrency {kv.max_concurrency:.2f}x at {kv.max_model_len:,} tokens",
     ]
+    derived = plan.derivation.get("lines") if plan.derivation else None
+    if derived:
+        lines.append("")
+        lines.append("  how the overheads were derived (computed / fitted / measured):")
+        for name, line in zip(("activation", "non_torch", "cuda_graph", "extensible_margin"), derived):
+            kind = plan.derivation.get(name, {}).get("kind", "")  # type: ignore[union-attr]
+            lines.append(f"    [{kind}] {line}")
     word = verdict_word(plan)
     colour_of = {"FITS": GREEN, "WARN": YELLOW, "REJECT": RED}[word]
     lines.append("")

@@ -89,6 +89,10 @@ _MEMORY_FLAGS: dict[str, _Flag] = {
     "disable-hybrid-kv-cache-manager": _Flag("disable_hybrid_kv_cache_manager", False),
     "kv-transfer-config": _Flag("kv_transfer_config", True),
     "kv-events-config": _Flag("kv_events_config", True),
+    "limit-mm-per-prompt": _Flag("limit_mm_per_prompt", True),
+    "skip-mm-profiling": _Flag("skip_mm_profiling", False),
+    "distributed-executor-backend": _Flag("distributed_executor_backend", True),
+    "enable-extensible-kv-cache": _Flag("enable_extensible_kv_cache", False),
     "config": _Flag(None, True),  # handled specially: a file we cannot read at admission
 }
 
@@ -99,13 +103,13 @@ _OTHER_VALUE_FLAGS = """
 host port uvicorn-log-level api-key lora-modules chat-template chat-template-content-format
 response-role ssl-keyfile ssl-certfile ssl-ca-certs ssl-cert-reqs root-path middleware
 served-model-name tokenizer tokenizer-mode tokenizer-revision download-dir load-format
-config-format seed distributed-executor-backend data-parallel-rank data-parallel-address
+config-format seed data-parallel-rank data-parallel-address
 data-parallel-rpc-port data-parallel-start-rank data-parallel-backend
 decode-context-parallel-size swap-space prefix-caching-hash-algo max-num-partial-prefills
 max-long-partial-prefills long-prefill-token-threshold max-logprobs logprobs-mode rope-scaling
 rope-theta hf-overrides hf-token hf-config-path code-revision max-seq-len-to-capture
 compilation-config speculative-config tool-call-parser
-tool-parser-plugin reasoning-parser limit-mm-per-prompt mm-processor-kwargs
+tool-parser-plugin reasoning-parser mm-processor-kwargs
 mm-processor-cache-gb mm-encoder-tp-mode override-generation-config generation-config
 model-impl worker-cls worker-extension-cls max-lora-rank max-loras max-cpu-loras lora-dtype
 long-lora-scaling-factors scheduling-policy scheduler-cls pooler-config override-pooler-config
@@ -142,7 +146,7 @@ async-scheduling enable-eplb enable-dbo headless disable-fastapi-docs enable-req
 disable-frontend-multiprocessing enable-server-load-tracking enable-force-include-usage
 enable-tokenizer-info-endpoint return-tokens-as-token-ids disable-uvicorn-access-log
 enable-ssl-refresh enable-log-outputs enable-prompt-tokens-details use-tqdm-on-load
-skip-mm-profiling enable-multimodal-encoder-data-parallel disable-chunked-mm-input
+enable-multimodal-encoder-data-parallel disable-chunked-mm-input
 fully-sharded-loras calculate-kv-scales ray-workers-use-nsight disable-async-output-proc
 enable-lora-bias disable-mm-preprocessor-cache enable-reasoning data-parallel-external-lb
 enable-mfu-metrics exclude-tools-when-tool-choice-none data-parallel-hybrid-lb

@@ -29,6 +29,10 @@ MEMORY_FIELDS: tuple[str, ...] = (
     "disable_hybrid_kv_cache_manager",
     "kv_transfer_config",
     "kv_events_config",
+    "limit_mm_per_prompt",
+    "skip_mm_profiling",
+    "distributed_executor_backend",
+    "enable_extensible_kv_cache",
 )
 
 
@@ -66,7 +70,14 @@ class VllmLaunch(BaseModel):
     # Present only to know they are set: vLLM turns the hybrid KV cache manager off for them.
     kv_transfer_config: Optional[str] = None
     kv_events_config: Optional[str] = None
+    # Multimodal profiling: a JSON of items per modality (all 0 = text only) and the skip flag.
+    limit_mm_per_prompt: Optional[str] = None
+    skip_mm_profiling: Optional[bool] = None
+    distributed_executor_backend: Optional[str] = None  # mp, ray, uni, external_launcher
+    enable_extensible_kv_cache: Optional[bool] = None  # 0.34+; --no-enable-extensible-kv-cache turns it off
     vllm_version: Optional[str] = None
+    # How vllm_version was decided: "image-tag", "default", "cli", "annotation" (None: not recorded).
+    vllm_version_source: Optional[str] = None
     # VLLM_* environment variables that change memory (e.g. VLLM_ALLOW_LONG_MAX_MODEL_LEN).
     env: dict[str, str] = Field(default_factory=dict)
     # Values that exist but cannot be known here (valueFrom, envFrom, --config files), by flag.

@@ -79,9 +79,23 @@ class Band(BaseModel):
         return self.max_version is None or v <= parse_version(self.max_version)
 
 
+class FittedCoefficients(BaseModel):
+    """Coefficients vLLM's code cannot give, fitted on the measurements each source names
+    (bench/overheads_fit.py reproduces them; none of VALIDATION.md's logs is among them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Bytes torch keeps alive per row x vocab element at the sampler warm-up's peak, by the
+    # top-k/top-p path: "sort" (torch sort: fp32 logits, sorted values, int64 indices, masks and
+    # the sort's own buffers) or "triton" (vLLM's Triton top-k/top-p kernel, 0.17+).
+    sampler_bytes_per_row_vocab: dict[str, Measured]
+    # Bytes per captured CUDA graph per decoder layer beyond the first capture (0.20+ estimate).
+    cuda_graph_bytes_per_graph_layer: Measured
+
+
 class RuntimeProfiles(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     bands: tuple[Band, ...]
+    fitted: Optional[FittedCoefficients] = None
     cuda_context_gib: Measured  # taken before vLLM's first snapshot: outside util x total
 
     def band_for(self, version: str) -> Band:

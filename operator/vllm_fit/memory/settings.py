@@ -59,6 +59,12 @@ class Settings(BaseModel):
     hybrid_kv_cache_manager: bool
     num_gpu_blocks_override: Optional[int]
     defaults_used: tuple[str, ...]
+    # 0.34+: the KV cache is sized after warm-up and graph capture (overheads.py).
+    extensible_kv_cache: bool = False
+    # Every modality limited to 0 items, or --skip-mm-profiling: no encoder profiling.
+    limit_mm_zero: bool = False
+    distributed_executor_backend: Optional[str] = None
+    env_flags: tuple[str, ...] = ()  # VLLM_* variables set to a true value
 
     @property
     def behaviour(self) -> VllmBehaviour:
@@ -80,7 +86,8 @@ def batch_defaults(gpu: GpuSpec, behaviour: VllmBehaviour) -> tuple[int, int]:
     total_gib = gpu.total_bytes / GIB
     if behaviour.large_gpu_batch_tier and total_gib >= 160:
         return 16384, 1024
-    if total_gib >= 70 and not gpu.is_a100:
+    gb10 = behaviour.gb10_small_batch_tier and gpu.compute_capability == "12.1"
+    if total_gib >= 70 and not gpu.is_a100 and not gb10:
         return 8192, 1024
     return 2048, 256
 
@@ -121,7 +128,10 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
     for flag, value in (("--tensor-parallel-size", tp), ("--pipeline-parallel-size", pp), ("--data-parallel-size", dp)):
         if value < 1:
             raise InvalidSetting(f"{flag} must be at least 1, got {value}")
-    util = pick("gpu_memory_utilization", behaviour.default_gpu_memory_utilization)
+    extensible = _extensible_kv_cache(launch, behaviour, gpu)
+    # config/cache.py resolved_gpu_memory_utilization (0.34): unset resolves to 1.0 with the
+    # extensible KV cache, else the release's default.
+    util = pick("gpu_memory_utilization", 1.0 if extensible else behaviour.default_gpu_memory_utilization)
     if not 0 < util <= 1:
         raise InvalidSetting(f"--gpu-memory-utilization must be in (0, 1], got {util}")
 
@@ -234,4 +244,52 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
         hybrid_kv_cache_manager=hybrid,
         num_gpu_blocks_override=launch.num_gpu_blocks_override,
         defaults_used=tuple(defaults),
+        extensible_kv_cache=extensible,
+        limit_mm_zero=bool(launch.skip_mm_profiling) or _all_modalities_zero(launch.limit_mm_per_prompt),
+        distributed_executor_backend=launch.distributed_executor_backend,
+        env_flags=tuple(sorted(k for k, v in launch.env.items() if k.startswith("VLLM_") and v in ("1", "true", "True"))),
     )
+
+
+def _all_modalities_zero(text: Optional[str]) -> bool:
+    """`--limit-mm-per-prompt '{"image": 0, "video": 0}'` (or the old `image=0,video=0` form)."""
+    if not text:
+        return False
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        pairs = [p.partition("=") for p in str(text).split(",") if p.strip()]
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict) or not value:
+        return False
+    counts = []
+    for item in value.values():
+        if isinstance(item, dict):
+            item = item.get("count", 1)
+        try:
+            counts.append(int(item))
+        except (TypeError, ValueError):
+            return False
+    return all(c == 0 for c in counts)
+
+
+# KV connectors that share the KV cache through legacy CUDA IPC or their own memory pool,
+# which the extensible KV cache cannot serve (config/vllm.py _resolve_extensible_kv_cache).
+_EXTENSIBLE_BLOCKING_CONNECTORS = ("LMCacheMPConnector", "custom_mem_pool")
+
+
+def _extensible_kv_cache(launch: VllmLaunch, behaviour: VllmBehaviour, gpu: GpuSpec) -> bool:
+    """Whether vLLM 0.34+ turns the extensible KV cache on (VllmConfig._resolve_extensible_kv_cache):
+    on CUDA and ROCm unless --kv-cache-memory-bytes, --num-gpu-blocks-override, elastic EP or a
+    connector that needs its own pool or legacy IPC overrides it, or it is turned off."""
+    if not behaviour.extensible_kv_cache or gpu.vendor not in ("nvidia", "amd"):
+        return False
+    if launch.enable_extensible_kv_cache is False:
+        return False
+    if launch.kv_cache_memory_bytes or launch.num_gpu_blocks_override is not None:
+        return False
+    if launch.kv_transfer_config and any(c in launch.kv_transfer_config for c in _EXTENSIBLE_BLOCKING_CONNECTORS):
+        return False
+    return True

@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import VllmFitError
 
-DEFAULT_VLLM_VERSION = "0.11.0"
+# The version a launch is judged as when its image states none (`latest`, a digest, a product
+# tag): the newest release modelled here. Webhook `default_vllm_version` and the CLI's
+# `--vllm-version` override it.
+NEWEST_MODELLED_VERSION = "0.34.0"
+DEFAULT_VLLM_VERSION = NEWEST_MODELLED_VERSION
+# The seed table's release (profiles/measurements/vllm-0.11-h100-seed.md).
+SEED_VLLM_VERSION = "0.11.0"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -52,6 +58,25 @@ class VllmBehaviour(BaseModel):
     holds_back_null_block: bool
     # 0.29: B200-class (>= 160 GiB) serve default max_num_batched_tokens 16384.
     large_gpu_batch_tier: bool
+    # 0.33: GB10 (compute capability 12.1) stays on the small serve-default tier despite its memory.
+    gb10_small_batch_tier: bool
+    # The sampler warm-up's top-k/top-p path (v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p):
+    # torch sort before 0.17; the Triton kernel from 8 rows in 0.17-0.29; Triton for every row
+    # from 0.30 (the `>= 8` test is gone).
+    sampler_topk_topp: str
+    # 0.29: profile_cudagraph_memory runs after the memory_profiling context, so its residue no
+    # longer lands in "non-torch forward increase".
+    cuda_graph_estimate_outside_profile: bool
+    # 0.29: VLLM_ENABLE_STARTUP_PLAN=1 (off by default) saves the measured KV size per
+    # fingerprint and later boots reuse it as kv_cache_memory_bytes (v1/worker/startup_plan.py).
+    startup_plan: bool
+    # 0.34: the extensible KV cache (config/vllm.py _resolve_extensible_kv_cache): on by default on
+    # CUDA/ROCm, sized after warm-up and graph capture (v1/worker/extensible_kv_cache.py), and
+    # gpu_memory_utilization defaults to None -> 1.0 (config/cache.py resolved_gpu_memory_utilization).
+    extensible_kv_cache: bool
+    # 0.34: only the V2 GPU model runner (v1/worker/gpu/model_runner.py) exists; its sampler
+    # warm-up runs twice (model-dtype pass, then the fp32 warm-up-parameter pass).
+    model_runner_v2: bool
 
 
 @lru_cache(maxsize=64)
@@ -71,4 +96,14 @@ def behaviour_for(version: str) -> VllmBehaviour:
         sliding_window_in_flight_factor=2 if v >= (0, 26, 0) else 1,
         holds_back_null_block=v >= (0, 29, 0),
         large_gpu_batch_tier=v >= (0, 29, 0),
+        gb10_small_batch_tier=v >= (0, 33, 0),
+        sampler_topk_topp="sort" if v < (0, 17, 0) else ("triton_from_8_rows" if v < (0, 30, 0) else "triton"),
+        cuda_graph_estimate_outside_profile=v >= (0, 29, 0),
+        startup_plan=v >= (0, 29, 0),
+        extensible_kv_cache=v >= (0, 34, 0),
+        model_runner_v2=v >= (0, 34, 0),
     )
+
+
+def newest_modelled(version: str) -> bool:
+    return parse_version(version) >= parse_version(NEWEST_MODELLED_VERSION)

@@ -1,0 +1,339 @@
+"""Activation, non-torch and CUDA-graph memory derived from the launch, per vLLM version.
+
+What vLLM logs as "torch peak memory increase" is the peak of its profiling run
+(`GPUModelRunner.profile_run`): the multimodal encoder on a dummy batch, then
+`_dummy_run(max_num_batched_tokens)`, then `_dummy_sampler_run` on the last token of each of
+`min(max_num_seqs, max_num_batched_tokens)` dummy requests. The forward pass frees each
+layer's transients before the next layer runs, so its peak is one decoder layer's; the sampler
+holds several [rows, vocab] tensors at once. The two do not overlap, so the peak is the larger
+of the two plus what stays allocated across them (the [tokens, hidden] output and, for fused
+MoE, the persistent workspace).
+
+Each term says how it was obtained:
+- computed: from the model's config and vLLM's code (shapes, capture sizes, margins);
+- fitted: a coefficient the code cannot give (how many bytes torch's sort or the Triton
+  top-k/top-p kernel keep per row x vocab element, bytes per captured graph), fitted on the
+  measurements named in profiles/vllm-runtime.yaml `fitted:` and never on the logs
+  profiles/measurements/VALIDATION.md checks against;
+- measured: a measurement of this model (or of the band) at exactly these settings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .geometry import ModelGeometry
+from .gpu import GIB, GpuSpec
+from .runtime import Band, RuntimeProfiles
+from .settings import Settings
+
+TermKind = Literal["computed", "fitted", "measured"]
+MIB = 1 << 20
+
+
+class Term(BaseModel):
+    """One overhead in GiB per GPU, how it was obtained, and its parts."""
+
+    model_config = ConfigDict(frozen=True)
+    gib: float
+    kind: TermKind
+    derivation: str  # one line with the numbers
+    parts: dict[str, float] = Field(default_factory=dict)  # GiB
+    source: str = ""
+
+
+class Overheads(BaseModel):
+    """What one rank needs on top of weights and KV cache."""
+
+    model_config = ConfigDict(frozen=True)
+    band: str
+    activation: Term
+    non_torch: Term
+    cuda_graph: Term
+    # Whether vLLM takes the CUDA-graph term out of the KV budget (0.20+ estimate, 0.34 measured
+    # after capture) or captures the graphs later in the (1 - util) headroom (before 0.20).
+    cuda_graph_subtracted: bool
+    # 0.34 extensible KV cache: the margin kept beside the transient peak (None otherwise).
+    extensible_margin: Optional[Term] = None
+    notes: tuple[str, ...] = ()
+
+    # The names the budget and the verdict read.
+    @property
+    def activation_gib(self) -> float:
+        return self.activation.gib
+
+    @property
+    def non_torch_gib(self) -> float:
+        return self.non_torch.gib
+
+    @property
+    def cuda_graph_gib(self) -> float:
+        return self.cuda_graph.gib
+
+    def derivation(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            name: term.model_dump(mode="json")
+            for name, term in (("activation", self.activation), ("non_torch", self.non_torch),
+                               ("cuda_graph", self.cuda_graph))
+        }
+        if self.extensible_margin is not None:
+            out["extensible_margin"] = self.extensible_margin.model_dump(mode="json")
+        out["cuda_graph_subtracted"] = self.cuda_graph_subtracted
+        return out
+
+
+def _gib(n_bytes: float) -> float:
+    return n_bytes / GIB
+
+
+def _r(x: float) -> float:
+    return round(x, 4)
+
+
+# ---------------------------------------------------------------- activation
+
+def forward_layer_peak_bytes(g: ModelGeometry, tokens: int, tp: int, act_bytes: int, *,
+                             expert_parallel: bool = False, dp: int = 1) -> tuple[int, int]:
+    """The transient peak of one decoder layer at `tokens` tokens, and the part of it that fused
+    MoE keeps allocated across the run (its workspace).
+
+    Live at the MLP step of a decoder layer (LlamaDecoderLayer and the models built like it):
+    the residual and the normed input [T, H], gate_up [T, 2I/tp] and the activation output
+    [T, I/tp]. At the attention step: qkv [T, (q + 2 kv) x head_dim] and the attention output.
+    Fused MoE (fused_moe.py) holds intermediate caches of [T x top_k, 2N], [T x top_k, N] and
+    [T x top_k, H] with N = expert width / TP, plus fp32 router logits [T, E].
+    """
+    h = g.hidden_size
+    q_heads = max(1, g.num_attention_heads // tp)
+    if g.mla:
+        kv_width = g.mla.kv_lora_rank + g.mla.qk_rope_head_dim
+        q_width = q_heads * (g.mla.qk_nope_head_dim + g.mla.qk_rope_head_dim)
+        attn = q_width + kv_width + q_heads * (g.mla.qk_nope_head_dim + g.mla.v_head_dim) + q_heads * g.mla.v_head_dim
+    else:
+        kv_heads = max(1, g.num_kv_heads // tp)
+        attn = (2 * q_heads + 2 * kv_heads) * g.head_dim
+    dense = 3 * g.intermediate_size // tp
+    workspace = 0
+    mlp = dense
+    if g.moe:
+        m = g.moe
+        shard = m.expert_intermediate_size if expert_parallel else max(1, m.expert_intermediate_size // tp)
+        topk = m.experts_per_token
+        moe_caches = topk * (2 * shard + shard + h)
+        router = 2 * m.num_experts  # fp32 logits, in units of act_bytes=2
+        shared = 3 * m.shared_expert_intermediate_size * max(1, m.num_shared_experts) // tp if m.shared_expert_intermediate_size else 0
+        mlp = moe_caches + router + shared
+        quant = g.quant.method if g.quant else ""
+        if quant != "mxfp4":  # MXFP4 experts run triton_kernels' matmul_ogs, not the modular workspace
+            workspace = tokens * topk * (max(2 * shard, h) + shard) * act_bytes
+        if len(m.moe_layers) < g.num_layers:
+            mlp = max(mlp, dense)
+    peak = tokens * (2 * h + max(attn, mlp)) * act_bytes
+    return peak, workspace
+
+
+def _sampler_path(s: Settings, rows: int, gpu: GpuSpec) -> str:
+    b = s.behaviour
+    if gpu.vendor == "amd" and b.sampler_topk_topp == "sort":
+        return "sort"
+    if b.sampler_topk_topp == "triton":
+        return "triton"
+    if b.sampler_topk_topp == "triton_from_8_rows":
+        return "triton" if rows >= 8 else "sort"
+    return "sort"
+
+
+def _matching_measurement(band: Band, model_id: Optional[str], s: Settings) -> Optional[tuple[float, str]]:
+    """A measurement of this model taken at exactly this dummy batch (and PP=1)."""
+    point = band.activation_measured_at
+    if (s.max_num_batched_tokens, s.max_num_seqs) != (point.max_num_batched_tokens, point.max_num_seqs):
+        return None
+    if s.pipeline_parallel_size != 1:
+        return None
+    override = band.models.get(model_id or "")
+    if override is not None and override.activation_gib is not None:
+        return override.activation_gib, override.source
+    return None
+
+
+def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles, band: Band,
+                    model_id: Optional[str]) -> tuple[Term, list[str]]:
+    notes: list[str] = []
+    tokens, seqs = s.max_num_batched_tokens, s.max_num_seqs
+    rows = min(seqs, tokens)
+    tp = s.tensor_parallel_size
+    act = s.dtype_bytes if s.dtype_bytes in (2, 4) else 2
+    fitted = profiles.fitted
+    last_stage = True  # the sampler runs on the last PP stage, which decides the KV cache too
+    forward, workspace = forward_layer_peak_bytes(g, tokens, tp, act, expert_parallel=s.enable_expert_parallel,
+                                                  dp=s.data_parallel_size)
+    path = _sampler_path(s, rows, gpu)
+    coeff = fitted.sampler_bytes_per_row_vocab[path] if fitted else None
+    vocab = g.vocab_size
+    sampler = rows * vocab * coeff.value if (coeff and last_stage) else 0.0
+    residue = tokens * g.hidden_size * act  # the [T, H] output kept while the sampler runs
+    computed = max(forward, workspace + residue + sampler)
+    parts = {"forward": _r(_gib(forward)), "sampler": _r(_gib(sampler)), "hidden_states": _r(_gib(residue)),
+             "moe_workspace": _r(_gib(workspace))}
+    limit_mm = s.limit_mm_zero
+    if g.is_multimodal and not limit_mm:
+        mm = band.activation_gib.get(g.architecture)
+        if mm is not None and (s.max_num_batched_tokens, s.max_num_seqs) == (
+                band.activation_measured_at.max_num_batched_tokens, band.activation_measured_at.max_num_seqs):
+            # The encoder's dummy batch runs first (profile_run); the family's measured peak at
+            # these settings covers it, which the text-only computation does not.
+            notes.append(f"activation: {g.architecture} measured at these settings in band {band.name}")
+            return Term(gib=mm.value, kind="measured", source=mm.source, parts=parts,
+                        derivation=f"activation {mm.value:.2f} GiB measured for {g.architecture} at "
+                                   f"{tokens:,} tokens / {seqs:,} sequences (encoder profiling included)"), notes
+        notes.append("multimodal encoder profiling is not modelled beyond the text model's peak "
+                     "(pass --limit-mm-per-prompt with 0 items for text-only use)")
+    measured = _matching_measurement(band, model_id, s)
+    if measured is not None:
+        value, source = measured
+        return Term(gib=value, kind="measured", source=source, parts=parts,
+                    derivation=f"activation {value:.2f} GiB measured for this model at {tokens:,} batched tokens / "
+                               f"{seqs:,} sequences (computed {_gib(computed):.2f})"), notes
+    fwd_text = f"{tokens:,}-token forward {_gib(forward):.2f}"
+    smp_text = (f"sampler {rows:,} x {vocab:,} vocab x {coeff.value:g} B ({path}) {_gib(sampler):.2f}"
+                if coeff else "sampler not modelled")
+    if computed == forward:
+        text = f"activation {_gib(computed):.2f} GiB = {fwd_text} (larger than {smp_text})"
+    else:
+        extra = f" + hidden states {_gib(residue):.2f}"
+        if workspace:
+            extra += f" + MoE workspace {_gib(workspace):.2f}"
+        text = f"activation {_gib(computed):.2f} GiB = {smp_text}{extra} (larger than {fwd_text})"
+    source = coeff.source if coeff else "computed from config.json shapes"
+    kind: TermKind = "fitted" if coeff and computed != forward else "computed"
+    if kind == "computed":
+        source = "computed from config.json shapes (one decoder layer's transients at the batched tokens)"
+    return Term(gib=_r(_gib(computed)), kind=kind, source=source, parts=parts,
+                derivation=text), notes
+
+
+# ---------------------------------------------------------------- non-torch
+
+def non_torch_term(s: Settings, band: Band, model_id: Optional[str]) -> Term:
+    """cuBLAS/cuDNN workspaces and kernel images at TP=1; NCCL communicators and custom
+    all-reduce buffers on top of that when a TP group spans GPUs. Measured per band."""
+    tp, pp, dp = s.tensor_parallel_size, s.pipeline_parallel_size, s.data_parallel_size
+    base = band.non_torch_gib.tp1
+    override = band.models.get(model_id or "")
+    if override and tp in override.non_torch_gib and pp == 1:
+        value = override.non_torch_gib[tp]
+        return Term(gib=value, kind="measured", source=override.source, parts={"total": value},
+                    derivation=f"non-torch {value:.2f} GiB measured for this model at TP={tp}")
+    parts = {"workspaces": base.value}
+    source = base.source
+    if tp >= 2:
+        comm = round(band.non_torch_gib.tp_multi.value - base.value, 4)
+        parts["tp_communication"] = comm
+        text = (f"non-torch {band.non_torch_gib.tp_multi.value:.2f} GiB = workspaces {base.value:.2f} + "
+                f"NCCL/custom all-reduce for TP={tp} {comm:.2f}")
+        value = band.non_torch_gib.tp_multi.value
+        source = band.non_torch_gib.tp_multi.source
+    elif pp >= 2 and band.non_torch_gib.pp_multi is not None:
+        value = band.non_torch_gib.pp_multi.value
+        parts = {"pp_stage": value}
+        text = f"non-torch {value:.2f} GiB measured for a PP={pp} stage (no TP all-reduce)"
+        source = band.non_torch_gib.pp_multi.source
+    else:
+        value = base.value
+        text = f"non-torch {value:.2f} GiB = cuBLAS/kernel workspaces at TP=1"
+    if dp > 1:
+        text += f"; DP={dp} ranks are separate engines, each with this"
+    if s.distributed_executor_backend == "ray" and tp * pp > 1:
+        text += "; Ray executor (no separate measurement: taken as mp)"
+    return Term(gib=value, kind="measured", source=source, parts=parts, derivation=text)
+
+
+# ---------------------------------------------------------------- CUDA graphs
+
+def capture_sizes(s: Settings) -> list[int]:
+    """vLLM's default cudagraph_capture_sizes (VllmConfig._set_cudagraph_sizes, 0.11+):
+    [1, 2, 4] + range(8, 256, 8) + range(256, max + 1, 16) with
+    max = min(max_num_seqs x 2, 512, max_num_batched_tokens)."""
+    top = min(s.max_num_seqs * 2, 512, s.max_num_batched_tokens)
+    sizes = [i for i in (1, 2, 4) if i <= top]
+    if top >= 8:
+        sizes += list(range(8, min(top + 1, 256), 8))
+    if top >= 256:
+        sizes += list(range(256, top + 1, 16))
+    return sizes
+
+
+def cuda_graph_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles, band: Band,
+                    model_id: Optional[str]) -> tuple[Term, bool]:
+    b = s.behaviour
+    if s.enforce_eager:
+        return Term(gib=0.0, kind="computed", derivation="CUDA graphs 0 GiB: --enforce-eager captures none"), False
+    sizes = capture_sizes(s)
+    full = [x for x in sizes if x <= s.max_num_seqs]
+    n_graphs = len(sizes) + len(full)
+    fitted = profiles.fitted
+    if not b.subtracts_cuda_graph_estimate:
+        override = band.models.get(model_id or "")
+        if override and s.tensor_parallel_size in override.cuda_graph_gib:
+            value = override.cuda_graph_gib[s.tensor_parallel_size]
+            return Term(gib=value, kind="measured", source=override.source,
+                        derivation=f"CUDA graphs {value:.2f} GiB measured for this model (captured after the KV "
+                                   f"cache, in the headroom)"), False
+        value = band.cuda_graph_gib.value
+        return Term(gib=value, kind="measured", source=band.cuda_graph_gib.source,
+                    derivation=f"CUDA graphs ~{value:.2f} GiB (band measurement; captured after the KV cache, "
+                               f"must fit the headroom)"), False
+    # 0.20+: profile_cudagraph_memory captures the first two sizes of each mode and extrapolates:
+    # max(first capture) + sum over modes of (second capture) x (graphs - 1).
+    act = s.dtype_bytes if s.dtype_bytes in (2, 4) else 2
+    largest = sizes[-1] if sizes else 0
+    first, _ = forward_layer_peak_bytes(g, largest, s.tensor_parallel_size, act,
+                                        expert_parallel=s.enable_expert_parallel)
+    per_graph = fitted.cuda_graph_bytes_per_graph_layer.value * g.num_layers if fitted else 1 * MIB
+    per_graph = max(per_graph, MIB)
+    modes = (1 if sizes else 0) + (1 if full else 0)
+    est = first + per_graph * max(0, n_graphs - modes)
+    kind: TermKind = "fitted" if fitted else "computed"
+    text = (f"CUDA graphs {_gib(est):.2f} GiB = first capture at {largest} tokens {_gib(first):.2f} + "
+            f"{max(0, n_graphs - modes)} more graphs (FULL {len(full)}, PIECEWISE {len(sizes)}) x "
+            f"{per_graph / MIB:.1f} MiB")
+    if b.extensible_kv_cache and s.extensible_kv_cache:
+        text += "; measured after capture by the extensible KV cache"
+    parts = {"first_capture": _r(_gib(first)), "per_graph_mib": round(per_graph / MIB, 3), "graphs": float(n_graphs)}
+    return Term(gib=_r(_gib(est)), kind=kind, parts=parts, derivation=text,
+                source=fitted.cuda_graph_bytes_per_graph_layer.source if fitted else ""), True
+
+
+# ---------------------------------------------------------------- 0.34 extensible KV cache
+
+# vllm/v1/worker/extensible_kv_cache.py (0.34.0): the sizing margin is
+# max(floor, fraction x transient peak), floor 1 GiB on CUDA and 3 GiB on ROCm.
+EXTENSIBLE_MARGIN_FLOOR_BYTES = {"nvidia": 1 << 30, "amd": 3 << 30}
+EXTENSIBLE_MARGIN_FRACTION = 0.75
+
+
+def extensible_margin_term(s: Settings, gpu: GpuSpec, activation: Term) -> Term:
+    floor = EXTENSIBLE_MARGIN_FLOOR_BYTES.get(gpu.vendor, 1 << 30)
+    transient = activation.gib * GIB
+    margin = max(floor, int(transient * EXTENSIBLE_MARGIN_FRACTION))
+    return Term(gib=_r(_gib(margin)), kind="computed",
+                parts={"floor": _gib(floor), "fraction_of_transient": _r(_gib(transient * EXTENSIBLE_MARGIN_FRACTION))},
+                source="vllm/v1/worker/extensible_kv_cache.py KV_CACHE_MARGIN_FLOOR_BYTES, KV_CACHE_MARGIN_FRACTION",
+                derivation=f"extensible KV margin {_gib(margin):.2f} GiB = max({_gib(floor):.0f} GiB floor, "
+                           f"0.75 x {activation.gib:.2f} transient), kept free beside the transient peak")
+
+
+def compute_overheads(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles,
+                      model_id: Optional[str]) -> Overheads:
+    band = profiles.band_for(s.vllm_version)
+    activation, notes = activation_term(g, s, gpu, profiles, band, model_id)
+    non_torch = non_torch_term(s, band, model_id)
+    graphs, subtracted = cuda_graph_term(g, s, gpu, profiles, band, model_id)
+    margin = extensible_margin_term(s, gpu, activation) if s.extensible_kv_cache else None
+    override = band.models.get(model_id or "")
+    if override is not None and override.note:
+        notes.append(override.note)
+    return Overheads(band=band.name, activation=activation, non_torch=non_torch, cuda_graph=graphs,
+                     cuda_graph_subtracted=subtracted, extensible_margin=margin, notes=tuple(notes))
