@@ -47,3 +47,40 @@ def test_sidecar_is_cited_and_complete(log: Path):
     if doc["use"] == "fit":
         assert doc["model"] and doc["gpu"]["name"] and doc["failure"] is None
     assert log.stat().st_size > 0
+
+
+# ------------------------------------------------------------------ the reader against the corpus
+
+from vllm_fit.logs import read_startup_log  # noqa: E402
+
+
+def _same(expected, actual) -> bool:
+    if expected is None or actual is None:
+        return expected is actual
+    if isinstance(expected, float) or isinstance(actual, float):
+        return abs(float(expected) - float(actual)) <= 0.006
+    return expected == actual
+
+
+@pytest.mark.parametrize("log", LOGS, ids=lambda p: p.stem)
+def test_reader_extracts_every_hand_written_figure(log: Path):
+    doc = sidecar(log)
+    result = read_startup_log(log.read_text(errors="replace"))
+    measured = result.measured.model_dump()
+    wrong = {k: (v, measured[k]) for k, v in doc["measured"].items() if not _same(v, measured[k])}
+    assert not wrong, f"(expected, extracted): {wrong}"
+    assert result.engine == doc["engine"]
+    text = log.read_text(errors="replace")
+    if doc["vllm_version"] and doc["vllm_version"] in text:
+        assert result.vllm_version == doc["vllm_version"]
+    else:  # the version comes from the post around the log, not the log: the reader cannot know it
+        assert result.vllm_version is None
+    ranks_printing = max(len(result.ranks), 1 if any(v is not None for v in measured.values()) else 0)
+    assert ranks_printing == max(doc["ranks"], 0) or (doc["ranks"] == 1 and ranks_printing == 0)
+    if doc["failure"] is None:
+        assert result.failure is None, result.failure
+    else:
+        assert result.failure is not None and result.failure.code == doc["failure"]["code"]
+        assert doc["failure"]["line_contains"] in result.failure.line
+    if doc["launch"]["gpu_memory_utilization"] is not None and result.gpu_memory_utilization is not None:
+        assert result.gpu_memory_utilization == pytest.approx(doc["launch"]["gpu_memory_utilization"])

@@ -1,0 +1,147 @@
+"""Turn log text as people publish it into vLLM log records.
+
+Logs arrive through `kubectl logs` (optionally --prefix/--timestamps), `docker logs`, docker
+compose, journald, JSON log pipelines and copy-paste from terminals, so a vLLM record can sit
+behind several wrappers, carry ANSI colours (real or printed as `^[[0;36m`), be preceded by a
+progress bar on the same line, or be hard-wrapped onto the next line. vLLM itself prefixes
+records of worker processes with `(NAME pid=N)` (Ray: `(NAME pid=N, ip=A)`), nested when one
+process relays another's output, and its formatter writes
+`LEVEL MM-DD hh:mm:ss[.fff] [file.py:line] message` (before 0.8: `file.py:line] message`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+ANSI = re.compile(r"(?:\x1b|\^\[)\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+# Wrappers in front of a record, tried repeatedly (a JSON pipeline can sit under kubectl --prefix).
+_WRAPPERS = (
+    re.compile(r"^\[pod/[^\]\s]+\]\s?"),  # kubectl logs --prefix
+    re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)\s"),  # --timestamps
+    re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?\]\s"),  # CI timestamps
+    re.compile(r"^[\w.-]+-\d+\s+\|\s?"),  # docker compose "vllm-1  | "
+    re.compile(r"^\s*\|\s+(?=\S)"),  # CI log tables " | "
+    re.compile(r"^\s*[│┃|]\s"),  # terminal UIs (k9s) draw a border
+    re.compile(r"^\w{3,}\.? \d{1,2} \d\d:\d\d:\d\d \S+ [\w.\-/]+\[\d+\]:\s"),  # journald
+    re.compile(r"^\s*>\s?"),  # quoted in a post
+)
+_TRAILING_BORDER = re.compile(r"\s*[│┃]\s*$")
+_RAY_REPEAT = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
+PREFIX = re.compile(r"^\((?P<name>[A-Za-z_][\w.\- ]*?)(?: rank=(?P<rank>\d+))? pid=(?P<pid>\d+)(?:, ip=(?P<ip>[\w.:-]+))?\)\s*")
+_TORCH_RANK = re.compile(r"^\[rank(?P<rank>\d+)\]:\s?")
+LEVEL = re.compile(
+    r"(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s+(?P<ts>\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s+"
+    r"(?:\[(?P<where>[^\]]+)\]|(?P<where_old>[\w./-]+\.py:\d+)\])\s?"
+)
+# A record whose level marker is not at the start: a progress bar printed it over.
+_EMBEDDED = re.compile(
+    r"(?:\((?:[A-Za-z_][\w.\- ]*?)(?: rank=\d+)? pid=\d+(?:, ip=[\w.:-]+)?\)\s*)*"
+    r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d"
+)
+_JSON_MESSAGE_KEYS = ("message", "msg", "log", "textPayload", "MESSAGE", "text")
+_JSON_LEVEL_KEYS = ("levelname", "level", "severity", "lvl")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One vLLM log record (or a bare line, when nothing marks it as one)."""
+
+    index: int  # position in the log
+    rank: str  # innermost process prefix without parentheses; "" for none
+    level: Optional[str]
+    message: str
+    bare: bool  # neither a level marker nor a process prefix: may continue the previous line
+
+
+def _unwrap_json(line: str) -> tuple[list[str], Optional[str]]:
+    if not line.startswith("{"):
+        return [line], None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return [line], None
+    if not isinstance(doc, dict):
+        return [line], None
+    payload = doc.get("jsonPayload") if isinstance(doc.get("jsonPayload"), dict) else doc
+    for key in _JSON_MESSAGE_KEYS:
+        value = payload.get(key)
+        if isinstance(value, str):
+            level = next((str(payload[k]).upper() for k in _JSON_LEVEL_KEYS if isinstance(payload.get(k), str)), None)
+            return value.rstrip("\n").split("\n"), level
+    return [line], None
+
+
+def _strip_wrappers(line: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for pattern in _WRAPPERS:
+            stripped = pattern.sub("", line, count=1)
+            if stripped != line:
+                line, changed = stripped, True
+    return _TRAILING_BORDER.sub("", line)
+
+
+def physical_lines(text: str) -> Iterator[tuple[str, Optional[str]]]:
+    """Lines with colours, wrappers and JSON envelopes removed, and a level a JSON envelope gave."""
+    for raw in text.splitlines():
+        raw = ANSI.sub("", raw)
+        # A carriage return redraws the line: each segment is what was printed over.
+        for segment in raw.split("\r"):
+            for line, level in _expand(segment):
+                yield line, level
+
+
+def _expand(segment: str) -> Iterator[tuple[str, Optional[str]]]:
+    segment = _strip_wrappers(segment.rstrip())
+    lines, level = _unwrap_json(segment.strip())
+    for line in lines:
+        line = _strip_wrappers(ANSI.sub("", line).rstrip())
+        if not line.lstrip().startswith("{") or level is None:
+            yield line, level
+        else:  # a JSON envelope inside a JSON envelope
+            yield from _expand(line)
+
+
+def records(text: str) -> list[Record]:
+    out: list[Record] = []
+    for index, (line, json_level) in enumerate(physical_lines(text)):
+        embedded = _EMBEDDED.search(line)
+        if embedded and embedded.start() > 0:
+            line = line[embedded.start():]
+        rank = ""
+        prefixed = False
+        while True:
+            m = PREFIX.match(line)
+            if not m:
+                break
+            prefixed = True
+            rank = _rank_label(m)
+            line = line[m.end():]
+        m = _TORCH_RANK.match(line)
+        if m:
+            prefixed = True
+            rank = rank or f"rank{m.group('rank')}"
+            line = line[m.end():]
+        level = json_level
+        m = LEVEL.search(line)
+        if m and m.start() <= 2:
+            level = m.group("level")
+            line = line[m.end():]
+        message = _RAY_REPEAT.sub("", line).strip()
+        out.append(Record(index=index, rank=rank, level=level, message=message,
+                          bare=not prefixed and level is None))
+    return out
+
+
+def _rank_label(m: re.Match[str]) -> str:
+    label = m.group("name").strip()
+    if m.group("rank") is not None:
+        label += f" rank={m.group('rank')}"
+    label += f" pid={m.group('pid')}"
+    if m.group("ip"):
+        label += f", ip={m.group('ip')}"
+    return label
