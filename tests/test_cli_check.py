@@ -77,7 +77,8 @@ def test_json_output_shape(tmp_path):
     code, out, _ = run([str(tmp_path), "-o", "json"])
     assert code == 1
     (entry,) = json.loads(out)
-    assert set(entry) == {"file", "kind", "namespace", "name", "container", "launch", "gpus", "plan", "verdict"}
+    assert set(entry) == {"file", "kind", "namespace", "name", "container", "detected_by", "launch_in_image", "launch",
+                          "gpus", "members", "config_maps", "plan", "verdict"}
     launch = entry["launch"]
     for key in ("model", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
                 "gpu_memory_utilization", "max_model_len", "block_size", "kv_cache_dtype", "quantization", "dtype",
@@ -86,8 +87,9 @@ def test_json_output_shape(tmp_path):
     # only what the manifest states: no PP in the manifest, so null here, 1 in the plan
     assert launch["pipeline_parallel_size"] is None and launch["tensor_parallel_size"] == 1
     assert entry["plan"]["parallel"]["pipeline_parallel_size"] == 1
-    assert entry["gpus"] == {"count": 1, "resource": "nvidia.com/gpu", "type": "NVIDIA-H100-80GB-HBM3",
-                             "type_source": "node-selector"}
+    assert entry["gpus"] == {"count": 1, "per_pod": 1, "pods": 1, "per_replica": 1, "resource": "nvidia.com/gpu",
+                             "type": "NVIDIA-H100-80GB-HBM3", "type_source": "node-selector"}
+    assert entry["detected_by"] == "command" and entry["members"] == [] and entry["launch_in_image"] is False
     assert entry["verdict"]["fits"] is False
     assert entry["verdict"]["reasons"][0]["code"] == "no-kv-cache-memory"
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import VllmFitError
 from .hub.resolver import ModelNotFound, ModelResolver
-from .launch.find import DEFAULT_VLLM_IMAGES, FoundLaunch, find_launches
+from .launch.find import DEFAULT_VLLM_IMAGES, ConfigMaps, FoundLaunch, find_launches
 from .launch.model import MEMORY_FIELDS, GpuRequest
 from .memory.gpu import GpuCatalog, GpuSpec, gpu_from_size
 from .memory.plan import DEFAULT_CONCURRENCY_THRESHOLD, DEFAULT_GPUS_PER_NODE, MemoryPlan, Reason, Verdict, plan
@@ -69,13 +69,19 @@ class LaunchResult(BaseModel):
             launch.setdefault(key, getattr(f.launch, key))
         launch["vllm_version"] = f.launch.vllm_version
         launch["unresolved"] = list(f.launch.unresolved)
+        gpus = f.gpus.model_dump(mode="json")
+        gpus["per_replica"] = f.gpus.count  # the same as count: vLLM's world for one replica
         return {
             "kind": f.kind,
             "namespace": f.namespace,
             "name": f.name,
             "container": f.container,
+            "detected_by": f.detected_by,
+            "launch_in_image": f.launch_in_image,
             "launch": launch,
-            "gpus": f.gpus.model_dump(mode="json"),
+            "gpus": gpus,
+            "members": [m.model_dump(mode="json") for m in f.members],
+            "config_maps": list(f.config_maps),
             "plan": self.plan.to_json_dict() if self.plan is not None else None,
             "verdict": self.verdict.model_dump(mode="json"),
         }
@@ -123,6 +129,9 @@ def check_launch(
     where = found.container
     for problem in found.problems:
         findings.append(_reason("invalid-argument", "error", f"{where}: vLLM would refuse to start: {problem}"))
+    for note in found.notes:
+        code = "launch-in-image" if found.launch_in_image else "not-judged"
+        findings.append(_reason(code, "warning", f"{where}: {note}"))
     memory_unresolved = [u for u in launch.unresolved if u != "--model"]
     if memory_unresolved:
         findings.append(_reason("unresolved-values", "warning",
@@ -139,7 +148,9 @@ def check_launch(
                                 f"{where}: the container requests no GPU (nvidia.com/gpu, amd.com/gpu or a MIG "
                                 f"resource); vLLM needs one"))
     model_info = None
-    if "--model" in launch.unresolved:
+    if "--model" in launch.unresolved and found.launch_in_image:
+        pass  # said above: the image decides the model too
+    elif "--model" in launch.unresolved:
         findings.append(_reason("unresolved-model", "warning",
                                 f"{where}: the model is not knowable at admission (from a Secret, envFrom, a "
                                 f"storage URI or a variable); not planned"))
@@ -187,6 +198,8 @@ def check_object(
     vllm_images: Sequence[str] = DEFAULT_VLLM_IMAGES,
     gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
     concurrency_threshold: float = DEFAULT_CONCURRENCY_THRESHOLD,
+    loose: bool = True,
+    configmaps: Optional[ConfigMaps] = None,
 ) -> list[LaunchResult]:
     """Every vLLM launch in `obj`, planned. Raises VllmFitError only for an unusable object."""
     if default_gpu is not None:
@@ -195,5 +208,6 @@ def check_object(
         check_launch(found, resolver=resolver, catalog=catalog, profiles=profiles,
                      default_vllm_version=default_vllm_version, gpus_per_node=gpus_per_node,
                      concurrency_threshold=concurrency_threshold)
-        for found in find_launches(obj, vllm_images=vllm_images, default_gpu=default_gpu, catalog=catalog)
+        for found in find_launches(obj, vllm_images=vllm_images, default_gpu=default_gpu, catalog=catalog, loose=loose,
+                                   configmaps=configmaps)
     ]

@@ -155,9 +155,15 @@ clientConfig:
   operator: DoesNotExist
 {{- end -}}
 
-{{/* A container "looks like vLLM": image, command or args mention vllm (CEL). */}}
+{{/* A container "looks like vLLM": image, name, command or args mention vllm, or args name a
+vLLM engine flag (CEL; the same as vllm_fit/admission/webhooks.py). */}}
 {{- define "vllm-fit.celContainer" -}}
-c.image.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('vllm'))) || (has(c.args) && c.args.exists(x, x.contains('vllm')))
+c.image.contains('vllm') || c.name.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('vllm'))) || (has(c.args) && c.args.exists(x, x.contains('vllm') || x.contains('tensor-parallel-size') || x.contains('tensor_parallel_size') || x.contains('gpu-memory-utilization') || x.contains('gpu_memory_utilization') || x.contains('max-model-len') || x.contains('max_model_len')))
+{{- end -}}
+
+{{/* Labels app / app.kubernetes.io/name = vllm on the metadata at the given path (CEL). */}}
+{{- define "vllm-fit.celLabels" -}}
+{{- printf "(has(%s.labels) && (('app' in %s.labels && %s.labels['app'] == 'vllm') || ('app.kubernetes.io/name' in %s.labels && %s.labels['app.kubernetes.io/name'] == 'vllm')))" . . . . . -}}
 {{- end -}}
 
 {{- define "vllm-fit.celPodSpec" -}}
@@ -166,13 +172,14 @@ c.image.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('v
 {{- end -}}
 
 {{- define "vllm-fit.matchConditions" -}}
-{{- $kinds := "object.kind in ['LeaderWorkerSet', 'InferenceService', 'ServingRuntime', 'ClusterServingRuntime', 'LLMInferenceService']" -}}
+{{- $kinds := "object.kind in ['LeaderWorkerSet', 'InferenceService', 'ServingRuntime', 'ClusterServingRuntime', 'LLMInferenceService', 'Workspace']" -}}
+{{- $labels := include "vllm-fit.celLabels" "object.metadata" -}}
 {{- $pod := printf "(object.kind == 'Pod' && %s)" (include "vllm-fit.celPodSpec" "object.spec") -}}
-{{- $workload := printf "(object.kind in ['Deployment', 'StatefulSet', 'ReplicaSet', 'DaemonSet', 'Job'] && %s)" (include "vllm-fit.celPodSpec" "object.spec.template.spec") -}}
+{{- $workload := printf "(object.kind in ['Deployment', 'StatefulSet', 'ReplicaSet', 'DaemonSet', 'Job'] && ((has(object.spec.template.metadata) && %s) || %s))" (include "vllm-fit.celLabels" "object.spec.template.metadata") (include "vllm-fit.celPodSpec" "object.spec.template.spec") -}}
 {{- $cron := printf "(object.kind == 'CronJob' && %s)" (include "vllm-fit.celPodSpec" "object.spec.jobTemplate.spec.template.spec") -}}
 matchConditions:
   - name: looks-like-vllm
-    expression: {{ list $kinds $pod $workload $cron | join " || " | quote }}
+    expression: {{ list $kinds $labels $pod $workload $cron | join " || " | quote }}
   - name: not-controller-owned
     expression: {{ "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller)" | quote }}
 {{- end -}}

@@ -27,6 +27,10 @@ class WebhookConfig(BaseModel):
     default_gpu: Optional[str] = None
     default_vllm_version: str = DEFAULT_VLLM_VERSION
     vllm_images: tuple[str, ...] = DEFAULT_VLLM_IMAGES
+    # Also recognise vendor images that run vLLM without the word in the command: by vLLM engine
+    # flags in args, a vllm label, container or image name (launch.model.LOOSE_RULES). False keeps
+    # only vLLM commands, vllm_images and the KServe/KAITO resources.
+    loose_detection: bool = True
     concurrency_threshold: float = DEFAULT_CONCURRENCY_THRESHOLD
     gpus_per_node: int = DEFAULT_GPUS_PER_NODE
     deadline_seconds: float = Field(default=2.0, gt=0, le=25)

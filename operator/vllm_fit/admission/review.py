@@ -60,7 +60,8 @@ class Judgement(BaseModel):
 
 
 # Findings of check_launch that mean "not judged", governed by the unknown-model / unknown-GPU policies.
-_MODEL_CODES = frozenset({"unknown-model", "unresolved-model", "no-model", "model-metadata", "metadata-timeout"})
+_MODEL_CODES = frozenset({"unknown-model", "unresolved-model", "no-model", "model-metadata", "metadata-timeout",
+                          "launch-in-image"})
 _GPU_CODES = frozenset({"unknown-gpu"})
 
 
@@ -114,7 +115,7 @@ class Reviewer:
         # ReplicaSets, re-applies and the validating/mutating pair. Bounded LRU.
         self._results: "OrderedDict[str, LaunchResult]" = OrderedDict()
         self._found: "OrderedDict[str, list[Any]]" = OrderedDict()
-        self._may_mention = text_gate(config.vllm_images)
+        self._may_mention = text_gate(config.vllm_images, config.loose_detection)
         self._results_limit = 4096
 
     def needs_review(self, obj: dict[str, Any], raw_text: Optional[str] = None) -> bool:
@@ -129,7 +130,8 @@ class Reviewer:
             return True
         if raw_text is not None:
             return self._may_mention(raw_text)
-        return mentions_vllm(obj.get("spec"), self.config.vllm_images)
+        return mentions_vllm([obj.get("spec"), (obj.get("metadata") or {}).get("labels")], self.config.vllm_images,
+                             self.config.loose_detection)
 
     def find(self, obj: dict[str, Any]) -> list[Any]:
         """find_launches, memoised on what it reads (the same spec arrives for the validating and the
@@ -146,7 +148,7 @@ class Reviewer:
             self._found.move_to_end(key)
             return self._found[key]
         found = find_launches(obj, vllm_images=self.config.vllm_images, default_gpu=self.config.default_gpu,
-                              catalog=self.catalog)
+                              catalog=self.catalog, loose=self.config.loose_detection)
         if key is not None:
             self._found[key] = found
             if len(self._found) > self._results_limit:

@@ -14,11 +14,18 @@ from .handlers import MUTATE_PATH, RESOURCES, VALIDATE_PATHS
 MODE_LABEL = "vllm-fit.io/mode"
 DEFAULT_OPT_OUT_LABEL = "vllm-fit.io/ignore"
 
-# Only objects whose containers look like vLLM reach the webhook (API server side, CEL):
-# the image, command or args mention vllm, or the kind is one whose launch lives elsewhere.
-_CONTAINER = ("c.image.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('vllm'))) || "
-              "(has(c.args) && c.args.exists(x, x.contains('vllm')))")
+# Only objects that may hold a vLLM launch reach the webhook (API server side, CEL): a container
+# whose image, name, command or args mention vllm, args that name a vLLM engine flag, a vllm
+# label (launch.find's loose rules), or a kind whose launch lives elsewhere.
+_ENGINE_FLAG_TEXT = ("tensor-parallel-size", "tensor_parallel_size", "gpu-memory-utilization",
+                     "gpu_memory_utilization", "max-model-len", "max_model_len")
+_ARG = " || ".join(["x.contains('vllm')", *(f"x.contains('{f}')" for f in _ENGINE_FLAG_TEXT)])
+_CONTAINER = ("c.image.contains('vllm') || c.name.contains('vllm') || "
+              "(has(c.command) && c.command.exists(x, x.contains('vllm'))) || "
+              f"(has(c.args) && c.args.exists(x, {_ARG}))")
 _POD_SPEC = "({s}.containers.exists(c, {c}) || (has({s}.initContainers) && {s}.initContainers.exists(c, {c})))"
+_LABELS = ("(has({m}.labels) && (('app' in {m}.labels && {m}.labels['app'] == 'vllm') || "
+           "('app.kubernetes.io/name' in {m}.labels && {m}.labels['app.kubernetes.io/name'] == 'vllm')))")
 
 
 def _pod(spec: str) -> str:
@@ -30,10 +37,12 @@ MATCH_CONDITIONS: list[dict[str, str]] = [
         "name": "looks-like-vllm",
         "expression": " || ".join([
             "object.kind in ['LeaderWorkerSet', 'InferenceService', 'ServingRuntime', 'ClusterServingRuntime', "
-            "'LLMInferenceService']",
+            "'LLMInferenceService', 'Workspace']",
+            _LABELS.format(m="object.metadata"),
             f"(object.kind == 'Pod' && {_pod('object.spec')})",
             f"(object.kind in ['Deployment', 'StatefulSet', 'ReplicaSet', 'DaemonSet', 'Job'] && "
-            f"{_pod('object.spec.template.spec')})",
+            f"((has(object.spec.template.metadata) && {_LABELS.format(m='object.spec.template.metadata')}) || "
+            f"{_pod('object.spec.template.spec')}))",
             f"(object.kind == 'CronJob' && {_pod('object.spec.jobTemplate.spec.template.spec')})",
         ]),
     },

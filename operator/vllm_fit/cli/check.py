@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional, Sequence, TextIO
 import yaml
 
 from ..check import LaunchResult, check_object
+from ..launch.find import ConfigMaps
 from ..errors import VllmFitError
 from ..hub import default_resolver
 from ..profiles import gpu_catalog, runtime_profiles
@@ -26,14 +27,19 @@ from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
 from .common import GREEN, RED, YELLOW, paint
 
 HELP = """usage: vllm-fit check [FILES|DIRS|-] [--gpu DEFAULT] [--vllm-version DEFAULT] [-o table|json] [--strict]
+                      [--detection loose|strict]
 
 Check every vLLM launch in Kubernetes manifests (YAML or JSON, multi-document, `kind: List`;
 directories are read recursively for *.yaml, *.yml and *.json; `-` reads stdin).
+ConfigMaps among the inputs feed the launches that read them (envFrom, configMapKeyRef,
+KAITO inference configs); Secrets are never read.
 
 --gpu DEFAULT          GPU for launches whose manifest does not say (catalog name or a size)
 --vllm-version X.Y.Z   vLLM version for images whose tag does not state one
 -o table|json          output format (default table)
 --strict               warnings fail the check too (exit 1)
+--detection MODE       loose (default): also recognise vendor images by vLLM engine flags, a vllm
+                       label, container or image name; strict: only vLLM commands and vLLM images
 
 Exit status: 0 nothing rejected, 1 a launch would not start (or warned, with --strict),
 2 unreadable input.
@@ -121,18 +127,20 @@ def _read(path: Path) -> Iterator[tuple[str, Optional[str], Optional[str]]]:
 
 def _parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     paths: list[str] = []
-    opts: dict[str, Any] = {"output": "table", "strict": False, "gpu": None, "vllm_version": None}
+    opts: dict[str, Any] = {"output": "table", "strict": False, "gpu": None, "vllm_version": None,
+                            "detection": "loose"}
     i = 0
     while i < len(argv):
         token = argv[i]
         name, eq, value = token.partition("=")
-        if name in ("--gpu", "--vllm-version", "-o", "--output"):
+        if name in ("--gpu", "--vllm-version", "-o", "--output", "--detection"):
             if not eq:
                 if i + 1 >= len(argv):
                     raise VllmFitError(f"{name} needs a value")
                 value = argv[i + 1]
                 i += 1
-            opts[{"-o": "output", "--output": "output", "--gpu": "gpu", "--vllm-version": "vllm_version"}[name]] = value
+            opts[{"-o": "output", "--output": "output", "--gpu": "gpu", "--vllm-version": "vllm_version",
+                  "--detection": "detection"}[name]] = value
         elif token == "--strict":
             opts["strict"] = True
         elif token.startswith("-") and token != "-":
@@ -140,6 +148,8 @@ def _parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         else:
             paths.append(token)
         i += 1
+    if opts["detection"] not in ("loose", "strict"):
+        raise VllmFitError(f"--detection must be loose or strict, not {opts['detection']!r}")
     if opts["output"] not in ("table", "json"):
         raise VllmFitError(f"-o must be table or json, not {opts['output']!r}")
     if not paths:
@@ -181,37 +191,42 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
     bad = rejected = warned = 0
     report: list[dict[str, Any]] = []
     rows: list[str] = []
+    documents: list[Document] = []
     for name, text, error in _files(paths):
         if error is not None:
             err.write(f"{name}: {error}\n")
             bad += 1
             continue
         assert text is not None
-        for doc in read_documents(name, text):
-            if doc.error is not None:
-                err.write(f"{doc.file}:{doc.line}: {doc.error}\n")
-                bad += 1
-                continue
-            if not isinstance(doc.obj, dict):
-                err.write(f"{doc.file}:{doc.line}: not a Kubernetes object (a {type(doc.obj).__name__})\n")
-                bad += 1
-                continue
-            try:
-                results = check_object(doc.obj, resolver=resolver, catalog=catalog, profiles=profiles,
-                                       default_gpu=opts["gpu"], default_vllm_version=opts["vllm_version"])
-            except VllmFitError as exc:
-                err.write(f"{doc.file}:{doc.line}: {exc}\n")
-                bad += 1
-                continue
-            for result in results:
-                rejected += result.rejected
-                warned += bool(result.verdict.fits and result.verdict.reasons)
-                entry = {"file": doc.file, **result.to_json_dict()}
-                report.append(entry)
-                rows.append(_row(doc, result, colour))
-                if opts["output"] == "table":
-                    for reason in result.verdict.reasons:
-                        rows.append(f"    {reason.severity}: [{reason.code}] {reason.message}")
+        documents.extend(read_documents(name, text))
+    # ConfigMaps anywhere in the input feed every launch that reads them (as in one `kubectl apply`).
+    configmaps = ConfigMaps.from_objects(doc.obj for doc in documents if doc.error is None)
+    for doc in documents:
+        if doc.error is not None:
+            err.write(f"{doc.file}:{doc.line}: {doc.error}\n")
+            bad += 1
+            continue
+        if not isinstance(doc.obj, dict):
+            err.write(f"{doc.file}:{doc.line}: not a Kubernetes object (a {type(doc.obj).__name__})\n")
+            bad += 1
+            continue
+        try:
+            results = check_object(doc.obj, resolver=resolver, catalog=catalog, profiles=profiles,
+                                   default_gpu=opts["gpu"], default_vllm_version=opts["vllm_version"],
+                                   loose=opts["detection"] == "loose", configmaps=configmaps)
+        except VllmFitError as exc:
+            err.write(f"{doc.file}:{doc.line}: {exc}\n")
+            bad += 1
+            continue
+        for result in results:
+            rejected += result.rejected
+            warned += bool(result.verdict.fits and result.verdict.reasons)
+            entry = {"file": doc.file, **result.to_json_dict()}
+            report.append(entry)
+            rows.append(_row(doc, result, colour))
+            if opts["output"] == "table":
+                for reason in result.verdict.reasons:
+                    rows.append(f"    {reason.severity}: [{reason.code}] {reason.message}")
     if opts["output"] == "json":
         out.write(json.dumps(report, indent=2) + "\n")
     else:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import VllmFitError
 from ..memory.gpu import GpuCatalog
 from .argv import Entrypoint, UnresolvedValue, parse_vllm_args
-from .gpus import container_gpus, gpu_request, gpu_type
-from .k8s import KSERVE_KINDS, PodTemplate, container_env, kubelet_expand, pod_templates
-from .model import GpuRequest, VllmLaunch
+from .gpus import container_gpus, gpu_request, gpu_type, requests_accelerator
+from .k8s import (KSERVE_KINDS, OTHER_READERS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,
+                  kubelet_expand, pod_templates)
+from .model import DetectionRule, GpuRequest, ReplicaMember, VllmLaunch
 from .shell import split_script, split_words
 
 # Images whose entrypoint runs the vLLM OpenAI server, so `args` alone are vLLM flags.
@@ -52,6 +53,14 @@ class FoundLaunch(BaseModel):
     problems: tuple[str, ...] = ()  # what vLLM would reject (it would not start)
     ignored: tuple[str, ...] = ()  # options that do not change memory or are unknown
     runtime_template: bool = False  # a KServe runtime: the InferenceService supplies the GPUs
+    detected_by: DetectionRule = "command"  # the rule that recognised this container as vLLM
+    # The image starts vLLM by itself (no command, no args): every engine setting is the image's.
+    launch_in_image: bool = False
+    headless: bool = False  # `--headless`: this pod runs engine ranks for a replica led elsewhere
+    # The pods of one replica when it spans several (LeaderWorkerSet, multi-node LLMInferenceService).
+    members: tuple[ReplicaMember, ...] = ()
+    config_maps: tuple[str, ...] = ()  # ConfigMaps (same namespace) the launch's values come from
+    notes: tuple[str, ...] = ()  # what the reader could not judge, and why
 
 
 # ---------------------------------------------------------------- images
@@ -158,10 +167,17 @@ def _literal_fragments(pattern: str) -> tuple[str, ...]:
     return tuple(f.lower() for f in out if f)
 
 
-def text_gate(extra: Sequence[str] = ()) -> Callable[[str], bool]:
+# vLLM engine flags that name vLLM without the word (the engine-flags rule needs one of them).
+ENGINE_FLAGS: tuple[str, ...] = ("tensor-parallel-size", "gpu-memory-utilization", "max-model-len")
+_ENGINE_FRAGMENTS: tuple[tuple[str, ...], ...] = tuple(
+    (spelling,) for flag in ENGINE_FLAGS for spelling in (flag, flag.replace("-", "_")))
+
+
+def text_gate(extra: Sequence[str] = (), loose: bool = True) -> Callable[[str], bool]:
     """The cheap test for one piece of text: it contains "vllm", or every literal fragment of one
-    of the `extra` image patterns (a pattern without literals, e.g. `*`, passes any text)."""
-    groups = tuple({_literal_fragments(p) for p in extra})
+    of the `extra` image patterns (a pattern without literals, e.g. `*`, passes any text), or
+    (with the loose rules) a vLLM engine flag."""
+    groups = tuple({_literal_fragments(p) for p in extra} | (set(_ENGINE_FRAGMENTS) if loose else set()))
 
     def may_mention(text: str) -> bool:
         low = text.lower()
@@ -170,9 +186,10 @@ def text_gate(extra: Sequence[str] = ()) -> Callable[[str], bool]:
     return may_mention
 
 
-def mentions_vllm(obj: Any, extra: Sequence[str] = ()) -> bool:
-    """True when any string in the object mentions vLLM (or could match a configured image)."""
-    may_mention = text_gate(extra)
+def mentions_vllm(obj: Any, extra: Sequence[str] = (), loose: bool = True) -> bool:
+    """True when any string in the object mentions vLLM (or could match a configured image, or with
+    the loose rules names a vLLM engine flag)."""
+    may_mention = text_gate(extra, loose)
     stack = [obj]
     budget = 1_000_000
     while stack:
@@ -427,30 +444,93 @@ def _expand_for_shell(tokens: list[str], variables: dict[str, Optional[str]]) ->
     return [kubelet_expand(token, variables)[0] for token in tokens]
 
 
+class ContainerLaunch:
+    """What the reader found in one container: vLLM's argv, its environment, and why it is vLLM."""
+
+    __slots__ = ("entrypoint", "argv", "variables", "rule", "in_image", "env")
+
+    def __init__(self, entrypoint: Entrypoint, argv: list[str], variables: dict[str, Optional[str]],
+                 rule: DetectionRule, env: ContainerEnv, in_image: bool = False) -> None:
+        self.entrypoint, self.argv, self.variables = entrypoint, argv, variables
+        self.rule, self.env, self.in_image = rule, env, in_image
+
+
+_VLLM_LABELS = (("app.kubernetes.io/name", "vllm"), ("app", "vllm"))
+_WORD = re.compile(r"[a-z0-9]+")
+# A Hugging Face id or a relative path as the first argument: `vllm serve MODEL ...` args.
+_MODEL_ARG = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _has_engine_flags(args: Sequence[str]) -> bool:
+    """`--model` and one of vLLM's long engine flags, dashes or underscores (not `-tp`: too short to
+    tell vLLM from other servers)."""
+    model = engine = False
+    for token in args:
+        key = str(token).partition("=")[0]
+        if key.startswith("--"):
+            name = key[2:].replace("_", "-")
+            model = model or name == "model"
+            engine = engine or name in ENGINE_FLAGS
+    return model and engine
+
+
+def _names_vllm(text: Optional[str]) -> bool:
+    return bool(text) and "vllm" in _WORD.findall(str(text).lower())
+
+
+def _loose_rule(container: dict, labels: Sequence[Optional[dict]], image: Optional[str]) -> Optional[DetectionRule]:
+    """The loose rule that marks a command-less container with an accelerator as vLLM, if any."""
+    if not requests_accelerator(container):
+        return None
+    for table in labels:
+        if isinstance(table, dict) and any(str(table.get(k, "")).strip().lower() == v for k, v in _VLLM_LABELS):
+            return "label"
+    if _names_vllm(container.get("name")):
+        return "container-name"
+    if image and _names_vllm(image_repository(image).rsplit("/", 1)[-1]):
+        return "image-name"
+    return None
+
+
 def container_launch(container: dict, where: str, *, injected: Optional[dict[str, Optional[str]]] = None,
-                     is_vllm_image: bool = False) -> Optional[tuple[Entrypoint, list[str], dict[str, Optional[str]]]]:
-    """(entrypoint, argv, env) when this container runs vLLM's server."""
+                     is_vllm_image: bool = False, loose: bool = True, labels: Sequence[Optional[dict]] = (),
+                     configmap: Optional[ConfigMapLookup] = None) -> Optional[ContainerLaunch]:
+    """The vLLM launch this container runs, or None."""
     command = _strings(container.get("command"), f"{where}.command")
     args = _strings(container.get("args"), f"{where}.args")
-    env = container_env(container, injected)
+    env = container_env(container, injected, configmap)
     variables = dict(env.values)
-    if command:
-        raw = command + args
+
+    def from_words(raw: list[str]) -> Optional[ContainerLaunch]:
         head = _basename(raw[0])
-        if head in _SHELLS:
-            expanded = _expand_for_shell(raw, variables)
-        else:
-            expanded = _expand_argv(raw, variables)
+        expanded = _expand_for_shell(raw, variables) if head in _SHELLS else _expand_argv(raw, variables)
         found = vllm_command(expanded, variables)
-        return (found[0], found[1], {**variables, **found[2]}) if found else None
+        if found is None:
+            return None
+        return ContainerLaunch(found[0], found[1], {**variables, **found[2]}, "command", env)
+
+    if command:
+        return from_words(command + args)
     if is_vllm_image:
-        return "serve", _expand_argv(args, variables), variables
+        return ContainerLaunch("serve", _expand_argv(args, variables), variables, "image", env)
     if args:  # an image whose entrypoint runs its arguments (a shell wrapper, tini, ...)
-        head = _basename(args[0])
-        expanded = _expand_for_shell(args, variables) if head in _SHELLS else _expand_argv(args, variables)
-        found = vllm_command(expanded, variables)
-        return (found[0], found[1], {**variables, **found[2]}) if found else None
-    return None
+        found = from_words(args)
+        if found is not None:
+            return found
+    if not loose:
+        return None
+    if args and _has_engine_flags(args):
+        return ContainerLaunch("serve", _expand_argv(args, variables), variables, "engine-flags", env)
+    image = container.get("image") if isinstance(container.get("image"), str) else None
+    rule = _loose_rule(container, labels, image)
+    if rule is None:
+        return None
+    if not args:
+        return ContainerLaunch("serve", [], variables, rule, env, in_image=True)
+    first = str(args[0])
+    if first.startswith("-") or _MODEL_ARG.match(first):
+        return ContainerLaunch("serve", _expand_argv(args, variables), variables, rule, env)
+    return None  # a command of some other program
 
 
 def _vllm_env(variables: dict[str, Optional[str]]) -> dict[str, str]:
@@ -488,7 +568,8 @@ def _pod_gpus(spec: Optional[dict]) -> int:
 
 
 class _Context:
-    def __init__(self, obj: dict, vllm_images: Sequence[str], default_gpu: Optional[str]) -> None:
+    def __init__(self, obj: dict, vllm_images: Sequence[str], default_gpu: Optional[str], loose: bool = True,
+                 configmaps: Optional[ConfigMaps] = None, catalog: Optional[GpuCatalog] = None) -> None:
         self.kind = str(obj.get("kind") or "")
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         ns, name = meta.get("namespace"), meta.get("name") or meta.get("generateName")
@@ -496,12 +577,26 @@ class _Context:
         self.name = name if isinstance(name, str) else None
         self.is_vllm_image = _matcher(vllm_images)
         self.default_gpu = default_gpu
+        self.loose = loose
+        self.catalog = catalog
+        self.configmap: Optional[ConfigMapLookup] = None
+        if configmaps is not None:
+            namespace = self.namespace
+
+            def lookup(cm_name: str) -> Optional[Mapping[str, str]]:
+                return configmaps.get(namespace, cm_name)
+            self.configmap = lookup
 
     def found(self, container: str, image: Optional[str], launch: VllmLaunch, gpus: GpuRequest,
-              problems: tuple[str, ...], ignored: tuple[str, ...], runtime_template: bool = False) -> FoundLaunch:
+              problems: tuple[str, ...], ignored: tuple[str, ...], runtime_template: bool = False,
+              **extra: Any) -> FoundLaunch:
         return FoundLaunch(kind=self.kind, namespace=self.namespace, name=self.name, container=container,
                            image=image, launch=launch, gpus=gpus, problems=problems, ignored=ignored,
-                           runtime_template=runtime_template)
+                           runtime_template=runtime_template, **extra)
+
+
+_IN_IMAGE_NOTE = ("the image starts vLLM by itself (no command or args): its engine settings are the image's "
+                  "and unknown here")
 
 
 def _template_launches(ctx: _Context, template: PodTemplate) -> list[FoundLaunch]:
@@ -511,24 +606,64 @@ def _template_launches(ctx: _Context, template: PodTemplate) -> list[FoundLaunch
         label = f"{template.path}/{cname}" if template.path else cname
         image = container.get("image") if isinstance(container.get("image"), str) else None
         found = container_launch(container, f"{label}", injected=template.extra_env,
-                                 is_vllm_image=ctx.is_vllm_image(image))
+                                 is_vllm_image=ctx.is_vllm_image(image), loose=ctx.loose, labels=template.labels,
+                                 configmap=ctx.configmap)
         if found is None:
             continue
-        entrypoint, argv, variables = found
         version = vllm_version_from_image(image)
-        launch, problems, ignored = _parse(entrypoint, argv, version, _vllm_env(variables))
+        launch, problems, ignored = _parse(found.entrypoint, found.argv, version, _vllm_env(found.variables))
+        notes: tuple[str, ...] = ()
+        if found.in_image:
+            launch = launch.model_copy(update={"unresolved": ("--model",)})
+            notes = (_IN_IMAGE_NOTE,)
         count, resource = container_gpus(container, f"{label}.resources")
+        per_pod, pods = count, 1
         group = template.group or {}
         if "lws_size" in group:
-            size = group["lws_size"]
+            size = pods = group["lws_size"]
             if group.get("has_leader") and group.get("role") == "leader":
                 count = count + (size - 1) * _pod_gpus(group.get("worker_spec"))
             else:
                 count = count * size
         kind_source = gpu_type(template.annotations, template.spec, resource, ctx.default_gpu)
-        out.append(ctx.found(label, image, launch, gpu_request(count, resource, kind_source), problems, ignored,
-                             runtime_template=bool(group.get("runtime_template"))))
+        gpus = gpu_request(count, resource, kind_source).model_copy(update={"per_pod": per_pod, "pods": pods})
+        out.append(ctx.found(label, image, launch, gpus, problems, ignored,
+                             runtime_template=bool(group.get("runtime_template")), detected_by=found.rule,
+                             launch_in_image=found.in_image, config_maps=found.env.config_maps, notes=notes,
+                             headless=any(str(t) == "--headless" for t in found.argv)))
     return out
+
+
+def _lws_replica(leaders: list[FoundLaunch], workers: list[FoundLaunch]) -> list[FoundLaunch]:
+    """One launch per LeaderWorkerSet group: the leader's, with the workers' pods as its members.
+
+    With no leaderTemplate the leader pod runs the workerTemplate too: the group is one template.
+    A worker that runs `vllm serve --headless` is part of the leader's replica (its engine ranks),
+    never a launch of its own.
+    """
+    if not leaders and not workers:
+        return []
+    main = (leaders or workers)[0]
+    size = main.gpus.pods
+    members: list[ReplicaMember] = []
+    if leaders:
+        members.append(_member(main, "leader", 1))
+        if size > 1:
+            if workers:
+                members.append(_member(workers[0], "worker", size - 1))
+            else:  # the workers run something else (a Ray worker): their GPUs still serve the replica
+                members.append(ReplicaMember(container="worker", role="worker", pods=size - 1,
+                                             gpus_per_pod=(main.gpus.count - (main.gpus.per_pod or 0)) // (size - 1)))
+    else:
+        members.append(_member(main, "worker", size))
+    rest = (leaders or workers)[1:]
+    return [main.model_copy(update={"members": tuple(members)}), *rest]
+
+
+def _member(found: FoundLaunch, role: str, pods: int) -> ReplicaMember:
+    return ReplicaMember(container=found.container, role=role, pods=pods,  # type: ignore[arg-type]
+                         gpus_per_pod=found.gpus.per_pod or 0, headless=found.headless,
+                         data_parallel_ranks_per_pod=found.launch.data_parallel_size_local)
 
 
 # ---------------------------------------------------------------- KServe
@@ -571,7 +706,7 @@ def _kserve_isvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
         fmt = model.get("modelFormat") if isinstance(model.get("modelFormat"), dict) else {}
         fmt_name = str(fmt.get("name", "")).lower()
         args = _strings(model.get("args"), "predictor.model.args")
-        env = container_env(model)
+        env = container_env(model, configmap=ctx.configmap)
         argv = _expand_argv(args, dict(env.values))
         backend = _hf_flag(argv, ("--backend",))
         runtime = str(model.get("runtime") or "")
@@ -601,8 +736,9 @@ def _kserve_isvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
             launch, problems, ignored = _parse("serve", head + rest, version, _vllm_env(dict(env.values)))
             count, resource = container_gpus(model, "predictor.model.resources")
             kind_source = gpu_type(annotations, predictor, resource, ctx.default_gpu)
-            out.append(ctx.found("kserve-container", image, launch, gpu_request(count * nodes, resource, kind_source),
-                                 problems, ignored))
+            gpus = gpu_request(count * nodes, resource, kind_source).model_copy(update={"per_pod": count, "pods": nodes})
+            out.append(ctx.found("kserve-container", image, launch, gpus, problems, ignored, detected_by="resource",
+                                 config_maps=env.config_maps))
     if isinstance(predictor.get("containers"), list):
         out.extend(_template_launches(ctx, PodTemplate("", predictor, annotations)))
     return out
@@ -649,7 +785,7 @@ def _llmisvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
         main = next((c for c in containers if c.get("name") == "main"), containers[0] if containers else None)
         if main is None:
             continue
-        env = container_env(main)
+        env = container_env(main, configmap=ctx.configmap)
         variables = dict(env.values)
         extra: list[str] = []
         additional = variables.get("VLLM_ADDITIONAL_ARGS")
@@ -674,12 +810,56 @@ def _llmisvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
                        top if isinstance(top, dict) else None]
         kind_source = gpu_type(annotations, template, resource, ctx.default_gpu)
         name = main.get("name") if isinstance(main.get("name"), str) else "main"
-        out.append(ctx.found(f"{prefix}template/{name}", image, launch,
-                             gpu_request(count * pods, resource, kind_source), problems, ignored))
+        gpus = gpu_request(count * pods, resource, kind_source).model_copy(update={"per_pod": count, "pods": pods})
+        out.append(ctx.found(f"{prefix}template/{name}", image, launch, gpus, problems, ignored, detected_by="resource",
+                             config_maps=env.config_maps))
     return out
 
 
 # ---------------------------------------------------------------- entry point
+
+class ConfigMaps:
+    """ConfigMaps the reader may read values from, by (namespace, name).
+
+    A ConfigMap given without a namespace matches any namespace (manifests applied with `-n`);
+    one not given is unknown, never empty.
+    """
+
+    def __init__(self, items: Iterable[tuple[Optional[str], str, Mapping[str, Any]]] = ()) -> None:
+        self._data: dict[tuple[Optional[str], str], dict[str, str]] = {}
+        for namespace, name, data in items:
+            self.add(namespace, name, data)
+
+    def add(self, namespace: Optional[str], name: str, data: Mapping[str, Any]) -> None:
+        self._data[(namespace, name)] = {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()
+                                         if v is not None}
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[Any]) -> "ConfigMaps":
+        """The ConfigMaps among Kubernetes objects (`kind: List` expanded one level)."""
+        found = cls()
+        for obj in objects:
+            items = obj.get("items") if isinstance(obj, dict) and obj.get("kind") == "List" else [obj]
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or item.get("kind") != "ConfigMap":
+                    continue
+                meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+                name, namespace, data = meta.get("name"), meta.get("namespace"), item.get("data")
+                if isinstance(name, str) and isinstance(data, dict):
+                    found.add(namespace if isinstance(namespace, str) else None, name, data)
+        return found
+
+    def get(self, namespace: Optional[str], name: str) -> Optional[dict[str, str]]:
+        found = self._data.get((namespace, name))
+        if found is None and namespace is not None:
+            found = self._data.get((None, name))
+        if found is None and namespace is None:
+            found = next((d for (_, n), d in self._data.items() if n == name), None)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._data)
+
 
 def find_launches(
     obj: Any,
@@ -687,18 +867,32 @@ def find_launches(
     vllm_images: Sequence[str] = DEFAULT_VLLM_IMAGES,
     default_gpu: Optional[str] = None,
     catalog: Optional[GpuCatalog] = None,
+    loose: bool = True,
+    configmaps: Optional[ConfigMaps] = None,
 ) -> list[FoundLaunch]:
-    """Every vLLM launch in one Kubernetes object (a `List` is expanded)."""
+    """Every vLLM launch in one Kubernetes object (a `List` is expanded).
+
+    `loose=False` keeps only the certain rules (a vLLM command, a known vLLM image, a KServe or
+    KAITO resource); `configmaps` are the ConfigMaps whose values the launch may read.
+    """
     if not isinstance(obj, dict):
         raise VllmFitError(f"a Kubernetes object must be a mapping, not {type(obj).__name__}")
     try:
-        return _find(obj, tuple(vllm_images), default_gpu, catalog, 0)
+        return _find(obj, _Options_(tuple(vllm_images), default_gpu, catalog, loose, configmaps), 0)
     except RecursionError:
         raise VllmFitError("the object is nested too deeply to be a Kubernetes manifest") from None
 
 
-def _find(obj: dict, vllm_images: tuple[str, ...], default_gpu: Optional[str], catalog: Optional[GpuCatalog],
-          depth: int) -> list[FoundLaunch]:
+class _Options_:
+    __slots__ = ("vllm_images", "default_gpu", "catalog", "loose", "configmaps")
+
+    def __init__(self, vllm_images: tuple[str, ...], default_gpu: Optional[str], catalog: Optional[GpuCatalog],
+                 loose: bool, configmaps: Optional[ConfigMaps]) -> None:
+        self.vllm_images, self.default_gpu, self.catalog = vllm_images, default_gpu, catalog
+        self.loose, self.configmaps = loose, configmaps
+
+
+def _find(obj: dict, opts: _Options_, depth: int) -> list[FoundLaunch]:
     kind = obj.get("kind")
     if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list)):
         if depth > 8:
@@ -706,15 +900,17 @@ def _find(obj: dict, vllm_images: tuple[str, ...], default_gpu: Optional[str], c
         out: list[FoundLaunch] = []
         for item in obj.get("items") or []:
             if isinstance(item, dict):
-                out.extend(_find(item, vllm_images, default_gpu, catalog, depth + 1))
+                out.extend(_find(item, opts, depth + 1))
         return out
     if not isinstance(kind, str):
         return []
-    # The cheap gate: no mention of vLLM (nor of a configured image) and not a KServe kind.
-    extra = [p for p in vllm_images if p not in DEFAULT_VLLM_IMAGES]
-    if kind not in KSERVE_KINDS and not mentions_vllm(obj.get("spec", obj), extra):
+    # The cheap gate: no mention of vLLM (nor of a configured image, an engine flag, a vllm label)
+    # and not a kind whose controller runs vLLM.
+    extra = [p for p in opts.vllm_images if p not in DEFAULT_VLLM_IMAGES]
+    if kind not in KSERVE_KINDS and kind not in OTHER_READERS and not mentions_vllm(
+            [obj.get("spec", obj), _get_labels(obj)], extra, opts.loose):
         return []
-    ctx = _Context(obj, vllm_images, default_gpu)
+    ctx = _Context(obj, opts.vllm_images, opts.default_gpu, opts.loose, opts.configmaps, opts.catalog)
     if kind == "InferenceService":
         return _kserve_isvc(ctx, obj)
     if kind == "LLMInferenceService":
@@ -729,6 +925,10 @@ def _find(obj: dict, vllm_images: tuple[str, ...], default_gpu: Optional[str], c
         else:
             launches.extend(found)
     if by_role:
-        # One launch per LeaderWorkerSet group: the leader's; the workers' only without a leader launch.
-        launches.extend(by_role.get("leader") or by_role.get("worker") or [])
+        launches.extend(_lws_replica(by_role.get("leader", []), by_role.get("worker", [])))
     return launches
+
+
+def _get_labels(obj: dict) -> Any:
+    meta = obj.get("metadata")
+    return meta.get("labels") if isinstance(meta, dict) else None

@@ -70,6 +70,26 @@ def container_gpus(container: dict, where: str = "resources") -> tuple[int, Opti
     return 0, None
 
 
+_NOT_ACCELERATORS = frozenset({"cpu", "memory", "ephemeral-storage", "storage", "pods"})
+
+
+def requests_accelerator(container: dict) -> bool:
+    """Whether the container asks for any extended resource (a GPU, a MIG slice, Gaudi, TPU,
+    Neuron, ...): what makes a command-less vendor image worth reading as a vLLM server."""
+    resources = container.get("resources")
+    if not isinstance(resources, dict):
+        return False
+    for section in ("limits", "requests"):
+        table = resources.get(section)
+        if isinstance(table, dict):
+            for name, value in table.items():
+                key = str(name).strip()
+                if key in _NOT_ACCELERATORS or key.startswith("hugepages-") or str(value).strip() in ("0", ""):
+                    continue
+                return True
+    return False
+
+
 def _affinity_values(pod_spec: dict, label: str) -> Optional[str]:
     """The single value a required node-affinity term pins `label` to, if any."""
     try:

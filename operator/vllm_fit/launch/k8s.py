@@ -5,8 +5,9 @@ No client calls: everything comes from the object as the API server (or a YAML f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 # Kinds whose pod template sits at a known place.
 _TEMPLATE_AT: dict[str, tuple[str, ...]] = {
@@ -19,6 +20,8 @@ _TEMPLATE_AT: dict[str, tuple[str, ...]] = {
     "PodTemplate": ("template",),
 }
 KSERVE_KINDS = frozenset({"InferenceService", "ServingRuntime", "ClusterServingRuntime", "LLMInferenceService"})
+# Kinds read by their own reader, whose launch is assembled by a controller (never from a pod spec).
+OTHER_READERS = frozenset({"Workspace"})  # KAITO
 # Objects that never hold a pod template: skip them without walking.
 _NO_TEMPLATES = frozenset({
     "Service", "ConfigMap", "Secret", "Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
@@ -38,6 +41,12 @@ class PodTemplate:
     annotations: list[Optional[dict]] = field(default_factory=list)  # most specific first
     extra_env: dict[str, Optional[str]] = field(default_factory=dict)  # injected by a controller (LWS)
     group: Optional[dict[str, Any]] = None  # how many pods/GPUs a launch in this template drives
+    labels: list[Optional[dict]] = field(default_factory=list)  # pod template's, then the object's
+
+
+def _labels(obj: Any) -> Optional[dict]:
+    labels = _get(obj, "metadata", "labels")
+    return labels if isinstance(labels, dict) else None
 
 
 def _get(obj: Any, *keys: str) -> Any:
@@ -62,20 +71,23 @@ def pod_templates(obj: dict) -> Iterator[PodTemplate]:
     kind = obj.get("kind")
     top = _get(obj, "metadata", "annotations")
     top = top if isinstance(top, dict) else None
+    own = _labels(obj)
     if kind == "Pod":
         spec = obj.get("spec")
         if isinstance(spec, dict):
-            yield PodTemplate("", spec, [top])
+            yield PodTemplate("", spec, [top], labels=[own])
         return
     if kind in _TEMPLATE_AT:
-        spec, ann = _template(_get(obj, *_TEMPLATE_AT[kind]))
+        template = _get(obj, *_TEMPLATE_AT[kind])
+        spec, ann = _template(template)
         if spec is not None:
-            yield PodTemplate("", spec, [ann, top])
+            yield PodTemplate("", spec, [ann, top], labels=[_labels(template), own])
         return
     if kind == "CronJob":
-        spec, ann = _template(_get(obj, "spec", "jobTemplate", "spec", "template"))
+        template = _get(obj, "spec", "jobTemplate", "spec", "template")
+        spec, ann = _template(template)
         if spec is not None:
-            yield PodTemplate("", spec, [ann, top])
+            yield PodTemplate("", spec, [ann, top], labels=[_labels(template), own])
         return
     if kind == "LeaderWorkerSet":
         yield from _lws(obj, top)
@@ -83,10 +95,10 @@ def pod_templates(obj: dict) -> Iterator[PodTemplate]:
     if kind in ("ServingRuntime", "ClusterServingRuntime"):
         spec = obj.get("spec")
         if isinstance(spec, dict):
-            yield PodTemplate("", spec, [top], group={"runtime_template": True})
+            yield PodTemplate("", spec, [top], group={"runtime_template": True}, labels=[own])
         return
-    if kind in _NO_TEMPLATES or kind in KSERVE_KINDS:
-        return  # KServe InferenceService / LLMInferenceService are read by the KServe reader
+    if kind in _NO_TEMPLATES or kind in KSERVE_KINDS or kind in OTHER_READERS:
+        return  # read by the KServe / KAITO readers
     yield from generic_templates(obj, top)
 
 
@@ -102,10 +114,13 @@ def _lws(obj: dict, top: Optional[dict]) -> Iterator[PodTemplate]:
     leader_spec, leader_ann = _template(lwt.get("leaderTemplate"))
     worker_spec, worker_ann = _template(lwt.get("workerTemplate"))
     group = {"lws_size": size, "worker_spec": worker_spec, "has_leader": leader_spec is not None}
+    own = _labels(obj)
     if leader_spec is not None:
-        yield PodTemplate("leader", leader_spec, [leader_ann, top], dict(injected), dict(group, role="leader"))
+        yield PodTemplate("leader", leader_spec, [leader_ann, top], dict(injected), dict(group, role="leader"),
+                          labels=[_labels(lwt.get("leaderTemplate")), own])
     if worker_spec is not None:
-        yield PodTemplate("worker", worker_spec, [worker_ann, top], dict(injected), dict(group, role="worker"))
+        yield PodTemplate("worker", worker_spec, [worker_ann, top], dict(injected), dict(group, role="worker"),
+                          labels=[_labels(lwt.get("workerTemplate")), own])
 
 
 def _looks_like_pod_spec(node: dict) -> bool:
@@ -116,7 +131,8 @@ def _looks_like_pod_spec(node: dict) -> bool:
 
 def generic_templates(obj: dict, top: Optional[dict]) -> Iterator[PodTemplate]:
     """Pod specs embedded anywhere in an unknown kind (AppWrapper, DisaggregatedSet, CRDs)."""
-    stack: list[tuple[Any, str, int, Optional[dict]]] = [(obj.get("spec"), "spec", 0, None)]
+    stack: list[tuple[Any, str, int, Optional[tuple[Optional[dict], Optional[dict]]]]] = [
+        (obj.get("spec"), "spec", 0, None)]
     found: list[PodTemplate] = []
     while stack:
         node, path, depth, ann = stack.pop()
@@ -124,14 +140,14 @@ def generic_templates(obj: dict, top: Optional[dict]) -> Iterator[PodTemplate]:
             continue
         if isinstance(node, dict):
             if _looks_like_pod_spec(node):
-                found.append(PodTemplate(path, node, [ann, top]))
+                found.append(PodTemplate(path, node, [ann[0] if ann else None, top], labels=[ann[1] if ann else None, _labels(obj)]))
                 continue
             meta_ann = _get(node, "metadata", "annotations")
-            child_ann = meta_ann if isinstance(meta_ann, dict) else None
+            child = (meta_ann if isinstance(meta_ann, dict) else None, _labels(node))
             for key, value in node.items():
                 if key in ("metadata", "status") or not isinstance(value, (dict, list)):
                     continue
-                stack.append((value, f"{path}.{key}", depth + 1, child_ann if key == "spec" else None))
+                stack.append((value, f"{path}.{key}", depth + 1, child if key == "spec" else None))
         elif isinstance(node, list):
             for index, value in enumerate(node):
                 if isinstance(value, (dict, list)):
@@ -198,15 +214,59 @@ def kubelet_expand(text: str, variables: dict[str, Optional[str]]) -> tuple[str,
     return "".join(out), unknown
 
 
+# What the kubelet accepts as an environment variable name from envFrom (others are skipped).
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+# A ConfigMap's data by name, in the object's namespace; None when it cannot be read here.
+ConfigMapLookup = Callable[[str], Optional[Mapping[str, str]]]
+
+
 @dataclass
 class ContainerEnv:
     values: dict[str, Optional[str]]  # literal (expanded) values; None = unknowable
     has_env_from: bool
+    config_maps: tuple[str, ...] = ()  # ConfigMaps the environment reads, by name (known or not)
+    secrets: tuple[str, ...] = ()  # Secrets it reads: their values are never read
+    opaque: tuple[str, ...] = ()  # envFrom sources whose names cannot be known ("configMap x", "secret y")
 
 
-def container_env(container: dict, injected: Optional[dict[str, Optional[str]]] = None) -> ContainerEnv:
-    """The container's environment as far as the manifest tells it, in kubelet order."""
+def _ref_name(ref: Any) -> Optional[str]:
+    name = ref.get("name") if isinstance(ref, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def container_env(container: dict, injected: Optional[dict[str, Optional[str]]] = None,
+                  configmap: Optional[ConfigMapLookup] = None) -> ContainerEnv:
+    """The container's environment as far as the manifest (and the ConfigMaps given) tell it.
+
+    Kubelet order: `envFrom` sources first, a later one overriding an earlier one (each key
+    under the source's `prefix`), then `env` entries, whose `$(VAR)` see everything before them.
+    A ConfigMap value is read when `configmap` knows the ConfigMap; a Secret's never is.
+    """
     values: dict[str, Optional[str]] = dict(injected or {})
+    config_maps: dict[str, None] = {}
+    secrets: dict[str, None] = {}
+    opaque: list[str] = []
+    env_from = container.get("envFrom")
+    if isinstance(env_from, list):
+        for source in env_from[:1000]:
+            if not isinstance(source, dict):
+                continue
+            prefix = source.get("prefix") if isinstance(source.get("prefix"), str) else ""
+            cm_name, secret_name = _ref_name(source.get("configMapRef")), _ref_name(source.get("secretRef"))
+            if cm_name:
+                config_maps[cm_name] = None
+                data = configmap(cm_name) if configmap is not None else None
+                if data is None:
+                    opaque.append(f"configMap {cm_name}")
+                    continue
+                for key, value in list(data.items())[:10_000]:
+                    name = f"{prefix}{key}"
+                    if isinstance(key, str) and _ENV_NAME.match(name):
+                        values[name] = value if isinstance(value, str) else str(value)
+            elif secret_name:
+                secrets[secret_name] = None
+                opaque.append(f"secret {secret_name}")
     env = container.get("env")
     if isinstance(env, list):
         for entry in env:
@@ -214,11 +274,33 @@ def container_env(container: dict, injected: Optional[dict[str, Optional[str]]] 
                 continue
             name = entry["name"]
             if "valueFrom" in entry and entry.get("value") in (None, ""):
-                values[name] = None
+                values[name] = _value_from(entry.get("valueFrom"), configmap, config_maps, secrets)
                 continue
             raw = entry.get("value")
             raw = "" if raw is None else raw if isinstance(raw, str) else str(raw)
             text, unknown = kubelet_expand(raw, values)
             values[name] = None if unknown else text
-    env_from = container.get("envFrom")
-    return ContainerEnv(values, isinstance(env_from, list) and len(env_from) > 0)
+    return ContainerEnv(values, isinstance(env_from, list) and len(env_from) > 0, tuple(config_maps), tuple(secrets),
+                        tuple(opaque))
+
+
+def _value_from(source: Any, configmap: Optional[ConfigMapLookup], config_maps: dict[str, None],
+                secrets: dict[str, None]) -> Optional[str]:
+    """A `valueFrom` value: a ConfigMap key when the ConfigMap is known; everything else unknowable
+    (Secrets by design; fieldRef and resourceFieldRef depend on the running pod)."""
+    if not isinstance(source, dict):
+        return None
+    ref = source.get("configMapKeyRef")
+    if isinstance(ref, dict):
+        name, key = _ref_name(ref), ref.get("key")
+        if name:
+            config_maps[name] = None
+            data = configmap(name) if configmap is not None else None
+            if data is not None and isinstance(key, str) and key in data:
+                value = data[key]
+                return value if isinstance(value, str) else str(value)
+        return None
+    secret = _ref_name(source.get("secretKeyRef"))
+    if secret:
+        secrets[secret] = None
+    return None

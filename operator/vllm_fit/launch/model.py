@@ -109,7 +109,37 @@ class GpuRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    count: Optional[int] = None  # GPUs per replica (for LeaderWorkerSet: per group)
+    count: Optional[int] = None  # GPUs per replica (for LeaderWorkerSet: per group): vLLM's world
+    per_pod: Optional[int] = None  # GPUs each pod of the replica requests (None: not stated per pod)
+    pods: int = 1  # pods that make one replica (LeaderWorkerSet size, multi-node LLMInferenceService)
     resource: Optional[str] = None  # e.g. "nvidia.com/gpu", "amd.com/gpu", "nvidia.com/mig-3g.40gb"
     type: Optional[str] = None  # a GPU catalog name or alias, or a size such as "40GiB"
     type_source: GpuTypeSource = "unknown"
+
+
+# How a container was recognised as vLLM. The first three are certain; the others ("loose")
+# recognise vendor images whose entrypoint runs vLLM without the word in the command, and can be
+# turned off (`find_launches(loose=False)`, the webhook's `loose_detection: false`).
+DetectionRule = Literal[
+    "command",  # the command or args run `vllm serve` / vLLM's OpenAI server module (also in sh -c)
+    "image",  # args (or nothing) on an image whose entrypoint is vLLM's server (vllm_images)
+    "resource",  # a resource whose controller runs vLLM: KServe, LLMInferenceService, KAITO
+    "engine-flags",  # loose: args-only, `--model` with a vLLM engine flag (TP, utilization, max-model-len)
+    "label",  # loose: the pod is labelled app.kubernetes.io/name=vllm or app=vllm
+    "container-name",  # loose: the container is named vllm (or vllm-*, *-vllm)
+    "image-name",  # loose: the image's own name has "vllm" as a word (vendor vLLM builds)
+]
+LOOSE_RULES: frozenset[str] = frozenset({"engine-flags", "label", "container-name", "image-name"})
+
+
+class ReplicaMember(BaseModel):
+    """One kind of pod in a multi-pod replica (LeaderWorkerSet group, multi-node LLMInferenceService)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    container: str  # "<template>/<container>", e.g. "worker/vllm"
+    role: Literal["leader", "worker"]
+    pods: int  # how many pods of the replica run this template
+    gpus_per_pod: int
+    headless: bool = False  # `vllm serve --headless`: engine ranks only, no API server
+    data_parallel_ranks_per_pod: Optional[int] = None  # --data-parallel-size-local in this pod
