@@ -3,9 +3,9 @@
 #
 #   e2e/kind.sh [helm]  [-- PYTEST_ARGS...]   build the image, load it into kind, install the chart,
 #                                             run E2E_MODE=helm pytest e2e against it
-#   e2e/kind.sh local   [-- PYTEST_ARGS...]   run `vllm-fit serve --dev` on this host and
-#                                             E2E_MODE=local pytest e2e (kind's API server calls back
-#                                             to this host through the docker network gateway)
+#   e2e/kind.sh local   [-- PYTEST_ARGS...]   E2E_MODE=local pytest e2e: the chart's objects with
+#                                             webhook.url, `vllm-fit serve` on this host (kind's API
+#                                             server calls back through the docker network gateway)
 #   e2e/kind.sh --delete                      delete the cluster and its kubeconfig
 #
 # The cluster is kept between runs (re-running reuses it); --delete tears it down.
@@ -122,8 +122,9 @@ if [ "$MODE" = helm ]; then
 fi
 PY=$(python_for_tests)
 if [ "$MODE" = local ]; then
-  "$PY" -c 'import vllm_fit.admission.dev' 2>/dev/null \
-    || die "$PY cannot import vllm_fit.admission.dev: pip install -e '.[webhook,test]' (or bash tests/run)"
+  "$PY" -c 'import vllm_fit.admission.operator, pytest' 2>/dev/null \
+    || die "$PY cannot import vllm_fit and pytest: pip install -e '.[test]' (or bash tests/run)"
+  need helm "install helm (https://helm.sh/docs/intro/install/), or run bash tests/run once (it puts helm in .venv/bin)"
 fi
 
 ensure_cluster

@@ -36,11 +36,15 @@ users:
 """
 
 
-def run_e2e(tmp_path: Path, server: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG.format(server=server))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("E2E_", "KUBECTL", "PYTEST_"))}
-    environ.update({"KUBECONFIG": str(kubeconfig), "E2E_MODE": "local", **env})
+def run_e2e(tmp_path: Path, server: str | None, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    # Nothing of the caller's cluster settings leaks in (.ci/run sets VLLM_FIT_E2E_CLUSTER).
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("E2E_", "KUBECTL", "PYTEST_", "VLLM_FIT_E2E_", "KUBECONFIG", "HELM"))}
+    if server is not None:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(KUBECONFIG.format(server=server))
+        environ["KUBECONFIG"] = str(kubeconfig)
+    environ.update({"E2E_MODE": "local", **env})
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pytest", "e2e", "-rs", "-p", "no:cacheprovider"], cwd=REPO,
                           env=environ, capture_output=True, text=True, timeout=60)
@@ -57,6 +61,19 @@ def assert_all_skipped(done: subprocess.CompletedProcess, reason: str) -> None:
     skipped_lines = [line for line in out.splitlines() if line.startswith("SKIPPED")]
     assert skipped_lines, out
     assert all(reason in line for line in skipped_lines), "\n".join(skipped_lines)
+
+
+def test_every_e2e_test_skips_without_a_cluster_script_or_kubeconfig(tmp_path):
+    done, seconds = run_e2e(tmp_path, None, HOME=str(tmp_path))  # no ~/.kube/config fallback either
+    assert_all_skipped(done, "no cluster: set VLLM_FIT_E2E_CLUSTER to a cluster script")
+    assert seconds < 20, f"took {seconds:.1f} s"
+
+
+def test_every_e2e_test_skips_when_the_cluster_script_is_missing(tmp_path):
+    # A user's clone has no ../shared: `.ci/run` there skips the e2e suite, saying why.
+    done, seconds = run_e2e(tmp_path, None, VLLM_FIT_E2E_CLUSTER="../shared/no-such/cluster")
+    assert_all_skipped(done, "VLLM_FIT_E2E_CLUSTER=../shared/no-such/cluster names no file")
+    assert seconds < 20, f"took {seconds:.1f} s"
 
 
 def test_every_e2e_test_skips_when_the_api_server_is_unreachable(tmp_path):
