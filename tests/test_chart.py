@@ -379,14 +379,27 @@ def test_replicas_pdb_anti_affinity_and_priority() -> None:
 
 
 @needs_helm
-def test_no_rbac_by_default_and_only_discovery_when_asked() -> None:
+def test_rbac_is_get_on_configmaps_by_default_and_discovery_when_asked() -> None:
     rbac = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
-    assert not [d for d in render() if d["kind"] in rbac]
-    docs = render(CHART / "ci" / "hub-and-bundles-values.yaml")
+    docs = render()
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    sa = only(docs, "ServiceAccount")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+    assert "read_configmaps: true" in only(docs, "ConfigMap")["data"]["config.yaml"]
+    off = render(sets=("rbac.readConfigMaps=false",))
+    assert not [d for d in off if d["kind"] in rbac]
+    assert "read_configmaps: false" in only(off, "ConfigMap")["data"]["config.yaml"]
+    docs = render(CHART / "ci" / "hub-and-bundles-values.yaml", sets=("rbac.readConfigMaps=false",))
     (binding,) = [d for d in docs if d["kind"] in rbac]
     assert binding["kind"] == "ClusterRoleBinding" and binding["roleRef"]["name"] == "system:discovery"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": only(docs, "ServiceAccount")["metadata"]["name"],
                                     "namespace": NAMESPACE}]
+    both = render(CHART / "ci" / "hub-and-bundles-values.yaml")
+    assert sorted(d["kind"] for d in both if d["kind"] in rbac) == ["ClusterRole", "ClusterRoleBinding",
+                                                                    "ClusterRoleBinding"]
 
 
 @needs_helm
@@ -424,7 +437,7 @@ def test_configmap_is_a_config_the_server_accepts(values: Path | None, tmp_path:
 
 def test_values_config_keys_are_the_server_config_keys() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
-    chart_managed = {"exempt_namespaces", "model_bundle_dirs"}
+    chart_managed = {"exempt_namespaces", "model_bundle_dirs", "read_configmaps"}  # from rbac.readConfigMaps
     assert set(schema["properties"]["config"]["properties"]) == set(WebhookConfig.model_fields) - chart_managed
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())["config"]) == set(WebhookConfig.model_fields) - chart_managed
 

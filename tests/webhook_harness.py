@@ -48,8 +48,10 @@ class DiscoveryApi:
     --dev registration test needs.
     """
 
-    def __init__(self, stateful: bool = False) -> None:
-        self.stateful = stateful
+    def __init__(self, stateful: bool = False, configmaps: tuple[dict, ...] = ()) -> None:
+        # ConfigMaps the API serves (GET by namespace and name), for the webhook's ConfigMap reads.
+        self.configmaps = configmaps
+        self.stateful = stateful or bool(configmaps)
         self.url: Optional[str] = None
         self._loop = asyncio.new_event_loop()
         self._stop: Optional[asyncio.Event] = None
@@ -68,6 +70,10 @@ class DiscoveryApi:
                                  ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration")):
                 scaffold.resources[f"admissionregistration.k8s.io/v1/{plural}"] = {
                     "kind": kind, "namespaced": False, "verbs": ["get", "list", "create", "patch", "delete"]}
+            if self.configmaps:
+                scaffold.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True, "verbs": ["get"]}
+                for cm in self.configmaps:
+                    scaffold.objects["v1/configmaps", cm["metadata"]["namespace"], cm["metadata"]["name"]] = cm
             for group, version, plural in RESOURCES:
                 key = f"{group}/{version}/{plural}" if group else f"{version}/{plural}"
                 scaffold.resources[key] = {"kind": KINDS[plural], "namespaced": plural != "clusterservingruntimes",

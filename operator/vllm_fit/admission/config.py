@@ -31,6 +31,9 @@ class WebhookConfig(BaseModel):
     # flags in args, a vllm label, container or image name (launch.model.LOOSE_RULES). False keeps
     # only vLLM commands, vllm_images and the KServe/KAITO resources.
     loose_detection: bool = True
+    # Read the ConfigMaps a launch takes values from (envFrom, configMapKeyRef, KAITO inference
+    # configs) with a namespaced GET (RBAC: get on configmaps). Secrets are never read.
+    read_configmaps: bool = True
     concurrency_threshold: float = DEFAULT_CONCURRENCY_THRESHOLD
     gpus_per_node: int = DEFAULT_GPUS_PER_NODE
     deadline_seconds: float = Field(default=2.0, gt=0, le=25)

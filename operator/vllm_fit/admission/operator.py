@@ -13,6 +13,7 @@ import kopf
 from ..hub.resolver import ModelResolver, default_resolver
 from ..profiles import gpu_catalog, runtime_profiles
 from .config import WebhookConfig
+from .configmaps import ApiConfigMaps, ConfigMapReader
 from .handlers import register
 from .metrics import WebhookMetrics
 from .review import Reviewer
@@ -50,8 +51,11 @@ async def run_webhook(
 ) -> None:
     metrics = WebhookMetrics()
     health = HealthServer(metrics, health_port, addr=addr)
+    login: dict[str, Optional[kopf.ConnectionInfo]] = {"info": None}
+    api_configmaps = ApiConfigMaps(lambda: login["info"])
     reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
-                        gpu_catalog(), runtime_profiles(), metrics=metrics)
+                        gpu_catalog(), runtime_profiles(), metrics=metrics,
+                        configmaps=ConfigMapReader(api_configmaps) if config.read_configmaps else None)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)
 
@@ -68,7 +72,9 @@ async def run_webhook(
     @kopf.on.login(registry=registry)
     def _login(**kwargs: object) -> Optional[kopf.ConnectionInfo]:
         # In a pod the service account; elsewhere KUBECONFIG (kopf's own readers, no client library).
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        # The same credentials serve the ConfigMap reads of reviews (admission/configmaps.py).
+        login["info"] = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        return login["info"]
 
     @kopf.on.startup(registry=registry)
     def _settings(settings: kopf.OperatorSettings, **_: object) -> None:
@@ -83,3 +89,4 @@ async def run_webhook(
     finally:
         health.ready = False
         await health.stop()
+        await api_configmaps.close()

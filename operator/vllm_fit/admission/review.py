@@ -25,6 +25,7 @@ from ..check import LaunchResult, check_launch
 from ..memory.plan import Reason, Verdict
 from ..memory.runtime import RuntimeProfiles
 from .config import WebhookConfig
+from .configmaps import ConfigMapReader
 
 ANNOTATION_PREFIX = "vllm-fit.io/"
 SKIP_ANNOTATION = ANNOTATION_PREFIX + "skip"
@@ -104,8 +105,11 @@ class Reviewer:
     """Holds what every review needs; `review()` is safe to call concurrently."""
 
     def __init__(self, config: WebhookConfig, resolver: ModelResolver, catalog: GpuCatalog,
-                 profiles: RuntimeProfiles, metrics: Optional[Any] = None) -> None:
+                 profiles: RuntimeProfiles, metrics: Optional[Any] = None,
+                 configmaps: Optional[ConfigMapReader] = None) -> None:
         self.metrics = metrics
+        # Reads the ConfigMaps a launch takes values from (None: they stay unresolved).
+        self.configmaps = configmaps
         self.config = config
         self.resolver = resolver
         self.catalog = catalog
@@ -262,14 +266,35 @@ class Reviewer:
                              duration_seconds=time.monotonic() - started)
         if not found:
             return Judgement(mode=mode, verdict="none", duration_seconds=time.monotonic() - started)
+        found, configmap_problems = await self._with_configmaps(obj, found, namespace, started)
         deadline = started + self.config.deadline_seconds * 0.9
         results = list(await asyncio.gather(*(self._judge_launch(f, obj, deadline) for f in found)))
         unchanged = operation == "UPDATE" and old is not None and (
             old.get("spec") == obj.get("spec") or _fingerprint(self._find_or_warn(old)[0]) == _fingerprint(found))
-        return self._decide(obj, results, mode, unchanged, time.monotonic() - started)
+        return self._decide(obj, results, mode, unchanged, time.monotonic() - started,
+                            extra_warnings=configmap_problems)
+
+    async def _with_configmaps(self, obj: dict[str, Any], found: list[Any], namespace: Optional[str],
+                               started: float) -> tuple[list[Any], list[str]]:
+        """Read again with the ConfigMaps the launches take values from, fetched from the API server
+        within the first half of the deadline (the model lookup needs the rest). Only objects whose
+        launches read a ConfigMap cost an API call."""
+        names = [name for f in found for name in f.config_maps]
+        if not names or self.configmaps is None:
+            return found, []
+        configmaps, problems = await self.configmaps.read(namespace, names,
+                                                          started + self.config.deadline_seconds * 0.45)
+        if not len(configmaps):
+            return found, problems
+        try:
+            return find_launches(obj, vllm_images=self.config.vllm_images, default_gpu=self.config.default_gpu,
+                                 catalog=self.catalog, loose=self.config.loose_detection,
+                                 configmaps=configmaps), problems
+        except VllmFitError:
+            return found, problems
 
     def _decide(self, obj: dict[str, Any], results: list[LaunchResult], mode: str, unchanged: bool,
-                duration: float) -> Judgement:
+                duration: float, extra_warnings: list[str] = ()) -> Judgement:  # type: ignore[assignment]
         meta = obj.get("metadata") or {}
         where = f"{meta.get('namespace') or '-'}/{meta.get('name') or meta.get('generateName') or '?'}"
         errors = [(r, e) for r in results for e in r.verdict.errors]
@@ -291,6 +316,7 @@ class Reviewer:
                     if not text.startswith("vllm-fit"):
                         text = f"vllm-fit: {text}"
                     warnings.append(_trim(text))
+            warnings.extend(_trim(f"vllm-fit: {text}") for text in extra_warnings)
             if unchanged and errors:
                 warnings.insert(0, "vllm-fit: launch unchanged by this update; not blocking an existing object")
         return Judgement(
