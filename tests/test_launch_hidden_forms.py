@@ -53,7 +53,19 @@ EXPECTED = {
         {"tensor_parallel_size": 1, "data_parallel_size": 8, "data_parallel_size_local": 4, "max_model_len": 32768,
          "enable_expert_parallel": True},
         "Qwen/Qwen3-30B-A3B", [], (8, 4, 2)),
+    "kserve-llmisvc-pvc-dp-worker.yaml": (
+        "template/main", "resource",
+        {"tensor_parallel_size": 1, "data_parallel_size": 16, "data_parallel_size_local": 8,
+         "enable_expert_parallel": True, "gpu_memory_utilization": 0.92, "max_model_len": 16384},
+        "pvc://qwen3-235b-weights", ["--model"], (16, 8, 2)),
+    "kserve-isvc-oci-modelcar.yaml": (
+        "kserve-container", "resource", {"gpu_memory_utilization": 0.9, "max_model_len": 8192},
+        "oci://registry.redhat.io/rhelai1/modelcar-granite-3-1-8b-instruct:1.5", ["--model"], (1, 1, 1)),
+    "kserve-isvc-hf-revision.yaml": (
+        "kserve-container", "resource", {"gpu_memory_utilization": 0.85, "max_model_len": 16384},
+        "Qwen/Qwen2.5-7B-Instruct", [], (1, 1, 1)),
 }
+REVISIONS = {"kserve-isvc-hf-revision.yaml": "a09a35458c702b33eeacc393d103063234e8bc28"}
 
 
 def test_every_form_fixture_has_an_expectation_and_a_citation():
@@ -71,7 +83,7 @@ def test_form_is_found_with_what_it_states(name):
     (found,) = launches(name)
     assert (found.container, found.detected_by) == (container, rule)
     assert found.launch.stated() == stated
-    assert found.launch.model == model
+    assert found.launch.model == model and found.launch.revision == REVISIONS.get(name)
     assert list(found.launch.unresolved) == unresolved
     assert (found.gpus.count, found.gpus.per_pod, found.gpus.pods) == (count, per_pod, pods)
     assert not found.problems
@@ -245,6 +257,65 @@ def test_lws_without_leader_template_is_one_template_for_every_pod():
     assert (member.role, member.pods, member.gpus_per_pod) == ("worker", 2, 4)
 
 
+# ---------------------------------------------------------------- item 3: KServe model sources, parallelism
+
+def isvc(storage_uri: str, args: list | None = None) -> dict:
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "m"},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "storageUri": storage_uri,
+                                             "args": args or [], "resources": {"limits": {"nvidia.com/gpu": 1}}}}}}
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/models/llama-3-8b", "gs://kfserving-examples/llm/qwen",
+                                 "pvc://models-pvc/granite", "oci://quay.io/org/modelcar:1",
+                                 "https://example.com/m.tar.gz", "hf://${ORG}/model"])
+def test_storage_uris_other_than_hf_are_reported_as_the_model_string(uri):
+    (found,) = find_launches(isvc(uri))
+    assert found.launch.model == uri and found.launch.unresolved == ("--model",)
+
+
+def test_hf_uri_is_a_hugging_face_id_and_model_id_flag_wins():
+    (found,) = find_launches(isvc("hf://meta-llama/Llama-3.1-8B-Instruct"))
+    assert (found.launch.model, found.launch.revision, found.launch.unresolved) == (
+        "meta-llama/Llama-3.1-8B-Instruct", None, ())
+    (found,) = find_launches(isvc("s3://bucket/x", ["--model_id=org/named"]))
+    assert found.launch.model == "org/named" and found.launch.unresolved == ()
+
+
+def llmisvc(parallelism: dict, worker: bool) -> dict:
+    main = {"name": "main", "resources": {"limits": {"nvidia.com/gpu": 4}}}
+    spec = {"model": {"uri": "hf://Qwen/Qwen3-30B-A3B"}, "parallelism": parallelism,
+            "template": {"containers": [main]}}
+    if worker:
+        spec["worker"] = {"containers": [dict(main)]}
+    return {"apiVersion": "serving.kserve.io/v1alpha2", "kind": "LLMInferenceService", "metadata": {"name": "q"},
+            "spec": spec}
+
+
+def test_llmisvc_without_worker_passes_only_tensor_parallelism():
+    """KServe's single-node config (config-llm-template.yaml) gives vLLM only --tensor-parallel-size."""
+    (found,) = find_launches(llmisvc({"tensor": 4, "data": 2, "dataLocal": 2, "expert": True}, worker=False))
+    assert found.launch.stated() == {"tensor_parallel_size": 4}
+    assert (found.gpus.count, found.gpus.pods, found.members) == (4, 1, ())
+
+
+def test_llmisvc_data_parallel_worker_ranks_per_pod_and_replica_gpus():
+    (found,) = find_launches(llmisvc({"tensor": 2, "data": 8, "dataLocal": 2}, worker=True))
+    assert (found.launch.tensor_parallel_size, found.launch.data_parallel_size,
+            found.launch.data_parallel_size_local, found.launch.enable_expert_parallel) == (2, 8, 2, None)
+    assert (found.gpus.count, found.gpus.per_pod, found.gpus.pods) == (16, 4, 4)
+    leader, worker = found.members
+    assert (leader.pods, worker.pods, worker.headless, worker.data_parallel_ranks_per_pod) == (1, 3, True, 2)
+
+
+def test_llmisvc_pipeline_worker_and_missing_template():
+    (found,) = find_launches(llmisvc({"tensor": 4, "pipeline": 2}, worker=True))
+    assert (found.launch.pipeline_parallel_size, found.gpus.count, found.gpus.pods) == (2, 8, 2)
+    bare = {"kind": "LLMInferenceService", "metadata": {"name": "b"},
+            "spec": {"model": {"uri": "hf://org/m"}, "parallelism": {"tensor": 2}}}
+    (found,) = find_launches(bare)
+    assert found.launch.model == "org/m" and found.gpus.count is None and found.notes
+
+
 # ---------------------------------------------------------------- check -o json
 
 def run_check(argv):
@@ -261,9 +332,11 @@ def test_check_json_reports_the_engine_fields_as_the_manifest_gives_them(name):
     (entry,) = json.loads(out)
     assert (entry["container"], entry["detected_by"]) == (container, rule)
     launch = entry["launch"]
-    given = {k: v for k, v in launch.items() if v is not None and k not in ("model", "unresolved", "vllm_version")}
+    given = {k: v for k, v in launch.items()
+             if v is not None and k not in ("model", "revision", "unresolved", "vllm_version")}
     assert given == stated
     assert launch["model"] == model and launch["unresolved"] == unresolved
+    assert launch["revision"] == REVISIONS.get(name)
     gpus = entry["gpus"]
     assert (gpus["per_replica"], gpus["per_pod"], gpus["pods"]) == (count, per_pod, pods)
     assert gpus["count"] == gpus["per_replica"]

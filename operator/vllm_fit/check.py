@@ -22,7 +22,7 @@ from .memory.runtime import RuntimeProfiles
 
 # The launch keys of the JSON report, in order (vLLM argument names).
 LAUNCH_KEYS: tuple[str, ...] = (
-    "model", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpu_memory_utilization",
+    "model", "revision", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpu_memory_utilization",
     "max_model_len", "block_size", "kv_cache_dtype", "quantization", "dtype", "enforce_eager", "max_num_seqs",
 )
 
@@ -151,9 +151,15 @@ def check_launch(
     if "--model" in launch.unresolved and found.launch_in_image:
         pass  # said above: the image decides the model too
     elif "--model" in launch.unresolved:
-        findings.append(_reason("unresolved-model", "warning",
-                                f"{where}: the model is not knowable at admission (from a Secret, envFrom, a "
-                                f"storage URI or a variable); not planned"))
+        if launch.model:  # a storage URI (pvc://, s3://, oci://...): what it holds is not knowable here
+            findings.append(_reason("unresolved-model", "warning",
+                                    f"{where}: the model comes from {launch.model}, whose contents are not knowable "
+                                    f"at admission; name its Hugging Face id with the vllm-fit.io/model-id "
+                                    f"annotation; not planned"))
+        else:
+            findings.append(_reason("unresolved-model", "warning",
+                                    f"{where}: the model is not knowable at admission (from a Secret, envFrom, a "
+                                    f"storage URI or a variable); not planned"))
     elif not launch.model:
         findings.append(_reason("no-model", "warning", f"{where}: the launch names no model; not planned"))
     else:

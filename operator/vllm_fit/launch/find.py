@@ -22,7 +22,8 @@ from .gpus import container_gpus, gpu_request, gpu_type, requests_accelerator
 from .k8s import (KSERVE_KINDS, OTHER_READERS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,
                   kubelet_expand, pod_templates)
 from .model import DetectionRule, GpuRequest, ReplicaMember, VllmLaunch
-from .shell import split_script, split_words
+from . import kserve
+from .shell import split_script
 
 # Images whose entrypoint runs the vLLM OpenAI server, so `args` alone are vLLM flags.
 # Shell-style patterns on the image name without tag or digest.
@@ -594,6 +595,26 @@ class _Context:
                            image=image, launch=launch, gpus=gpus, problems=problems, ignored=ignored,
                            runtime_template=runtime_template, **extra)
 
+    # What the resource readers (kserve.py, kaito.py) use, so that they need not import this module.
+    def env(self, container: dict) -> ContainerEnv:
+        return container_env(container, configmap=self.configmap)
+
+    @staticmethod
+    def strings(value: Any, where: str) -> list[str]:
+        return _strings(value, where)
+
+    @staticmethod
+    def expand(tokens: list[str], variables: dict[str, Optional[str]]) -> list[str]:
+        return _expand_argv(tokens, variables)
+
+    @staticmethod
+    def parse(entrypoint: Entrypoint, argv: list[str], image: Optional[str], variables: dict[str, Optional[str]]
+              ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...]]:
+        return _parse(entrypoint, argv, vllm_version_from_image(image), _vllm_env(variables))
+
+    def template_launches(self, template: PodTemplate) -> list[FoundLaunch]:
+        return _template_launches(self, template)
+
 
 _IN_IMAGE_NOTE = ("the image starts vLLM by itself (no command or args): its engine settings are the image's "
                   "and unknown here")
@@ -664,156 +685,6 @@ def _member(found: FoundLaunch, role: str, pods: int) -> ReplicaMember:
     return ReplicaMember(container=found.container, role=role, pods=pods,  # type: ignore[arg-type]
                          gpus_per_pod=found.gpus.per_pod or 0, headless=found.headless,
                          data_parallel_ranks_per_pod=found.launch.data_parallel_size_local)
-
-
-# ---------------------------------------------------------------- KServe
-
-_HF_ONLY_FLAGS = ("--model_name", "--model-name", "--model_id", "--model-id", "--model_dir", "--model-dir",
-                  "--model_revision", "--model-revision", "--backend", "--task")
-
-
-def _hf_flag(argv: list[str], names: Sequence[str]) -> Optional[str]:
-    value = None
-    for i, token in enumerate(argv):
-        key, eq, attached = token.partition("=")
-        if key in names:
-            if eq:
-                value = UnresolvedValue(attached) if isinstance(token, UnresolvedValue) else attached
-            elif i + 1 < len(argv):
-                value = argv[i + 1]
-    return value
-
-
-def _model_from_uri(uri: Any) -> tuple[Optional[str], bool]:
-    """(model id, unresolved) from a KServe storage URI."""
-    if not isinstance(uri, str) or not uri:
-        return None, False
-    if uri.startswith("hf://") and "${" not in uri and "$(" not in uri:
-        return uri[5:].split("?", 1)[0].rstrip("/") or None, not uri[5:]
-    return None, True  # s3://, gs://, pvc://, or a placeholder: the contents are not knowable here
-
-
-def _kserve_isvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
-    predictor = obj.get("spec", {}).get("predictor") if isinstance(obj.get("spec"), dict) else None
-    if not isinstance(predictor, dict):
-        return []
-    top = obj.get("metadata", {}).get("annotations") if isinstance(obj.get("metadata"), dict) else None
-    annotations = [predictor.get("annotations") if isinstance(predictor.get("annotations"), dict) else None,
-                   top if isinstance(top, dict) else None]
-    out: list[FoundLaunch] = []
-    model = predictor.get("model")
-    if isinstance(model, dict):
-        fmt = model.get("modelFormat") if isinstance(model.get("modelFormat"), dict) else {}
-        fmt_name = str(fmt.get("name", "")).lower()
-        args = _strings(model.get("args"), "predictor.model.args")
-        env = container_env(model, configmap=ctx.configmap)
-        argv = _expand_argv(args, dict(env.values))
-        backend = _hf_flag(argv, ("--backend",))
-        runtime = str(model.get("runtime") or "")
-        is_vllm = fmt_name == "vllm" or "vllm" in runtime or (fmt_name == "huggingface" and backend in (None, "vllm"))
-        if is_vllm:
-            model_id = _hf_flag(argv, ("--model_id", "--model-id"))
-            rest = [t for i, t in enumerate(argv) if not _is_hf_token(argv, i)]
-            unresolved_model = False
-            if model_id is None and _hf_flag(argv, ("--model",)) is None:
-                model_id, unresolved_model = _model_from_uri(model.get("storageUri"))
-            head: list[str] = []
-            if model_id is not None:
-                head = ["--model", model_id]
-            elif unresolved_model:
-                head = ["--model", UnresolvedValue("storageUri")]
-            worker = predictor.get("workerSpec")
-            nodes = 1
-            if isinstance(worker, dict):
-                tp, pp = worker.get("tensorParallelSize"), worker.get("pipelineParallelSize")
-                if isinstance(tp, int) and not isinstance(tp, bool):
-                    head += ["--tensor-parallel-size", str(tp)]
-                if isinstance(pp, int) and not isinstance(pp, bool):
-                    head += ["--pipeline-parallel-size", str(pp)]
-                    nodes = max(pp, 1)
-            image = model.get("image") if isinstance(model.get("image"), str) else None
-            version = vllm_version_from_image(image)
-            launch, problems, ignored = _parse("serve", head + rest, version, _vllm_env(dict(env.values)))
-            count, resource = container_gpus(model, "predictor.model.resources")
-            kind_source = gpu_type(annotations, predictor, resource, ctx.default_gpu)
-            gpus = gpu_request(count * nodes, resource, kind_source).model_copy(update={"per_pod": count, "pods": nodes})
-            out.append(ctx.found("kserve-container", image, launch, gpus, problems, ignored, detected_by="resource",
-                                 config_maps=env.config_maps))
-    if isinstance(predictor.get("containers"), list):
-        out.extend(_template_launches(ctx, PodTemplate("", predictor, annotations)))
-    return out
-
-
-def _is_hf_token(argv: list[str], i: int) -> bool:
-    token = argv[i]
-    if token.partition("=")[0] in _HF_ONLY_FLAGS:
-        return True
-    if i > 0 and argv[i - 1] in _HF_ONLY_FLAGS:
-        return True
-    return False
-
-
-def _llmisvc(ctx: _Context, obj: dict) -> list[FoundLaunch]:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return []
-    top = obj.get("metadata", {}).get("annotations") if isinstance(obj.get("metadata"), dict) else None
-    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
-    model_id, unresolved_model = _model_from_uri(model.get("uri"))
-    out: list[FoundLaunch] = []
-    roles: list[tuple[str, dict]] = [("", spec)]
-    if isinstance(spec.get("prefill"), dict):
-        roles.append(("prefill.", spec["prefill"]))
-    for prefix, role in roles:
-        template = role.get("template")
-        if not isinstance(template, dict):
-            continue
-        par = role.get("parallelism") if isinstance(role.get("parallelism"), dict) else {}
-        head: list[str] = []
-        if model_id is not None:
-            head += ["--model", model_id]
-        elif unresolved_model:
-            head += ["--model", UnresolvedValue(str(model.get("uri")))]
-        for key, flag in (("tensor", "--tensor-parallel-size"), ("pipeline", "--pipeline-parallel-size"),
-                          ("data", "--data-parallel-size"), ("dataLocal", "--data-parallel-size-local")):
-            value = par.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                head += [flag, str(value)]
-        if par.get("expert") is True:
-            head.append("--enable-expert-parallel")
-        containers = [c for c, _ in _containers(template)]
-        main = next((c for c in containers if c.get("name") == "main"), containers[0] if containers else None)
-        if main is None:
-            continue
-        env = container_env(main, configmap=ctx.configmap)
-        variables = dict(env.values)
-        extra: list[str] = []
-        additional = variables.get("VLLM_ADDITIONAL_ARGS")
-        if additional:
-            extra = split_words(additional, variables)
-        args = _expand_argv(_strings(main.get("args"), "template.args"), variables)
-        image = main.get("image") if isinstance(main.get("image"), str) else None
-        version = vllm_version_from_image(image)
-        launch, problems, ignored = _parse("serve", head + args + extra, version, _vllm_env(variables))
-        if "VLLM_ADDITIONAL_ARGS" in variables and additional is None:
-            launch = launch.model_copy(update={"unresolved": launch.unresolved + ("VLLM_ADDITIONAL_ARGS",)})
-        count, resource = container_gpus(main, f"{prefix}template.resources")
-        worker = role.get("worker")
-        pods = 1
-        if isinstance(worker, dict):
-            data, local = par.get("data"), par.get("dataLocal")
-            if isinstance(data, int) and isinstance(local, int) and local > 0 and data >= local:
-                pods = data // local
-            elif isinstance(par.get("pipeline"), int) and par["pipeline"] > 1:
-                pods = par["pipeline"]
-        annotations = [template.get("annotations") if isinstance(template.get("annotations"), dict) else None,
-                       top if isinstance(top, dict) else None]
-        kind_source = gpu_type(annotations, template, resource, ctx.default_gpu)
-        name = main.get("name") if isinstance(main.get("name"), str) else "main"
-        gpus = gpu_request(count * pods, resource, kind_source).model_copy(update={"per_pod": count, "pods": pods})
-        out.append(ctx.found(f"{prefix}template/{name}", image, launch, gpus, problems, ignored, detected_by="resource",
-                             config_maps=env.config_maps))
-    return out
 
 
 # ---------------------------------------------------------------- entry point
@@ -912,9 +783,9 @@ def _find(obj: dict, opts: _Options_, depth: int) -> list[FoundLaunch]:
         return []
     ctx = _Context(obj, opts.vllm_images, opts.default_gpu, opts.loose, opts.configmaps, opts.catalog)
     if kind == "InferenceService":
-        return _kserve_isvc(ctx, obj)
+        return kserve.inference_service(ctx, obj)
     if kind == "LLMInferenceService":
-        return _llmisvc(ctx, obj)
+        return kserve.llm_inference_service(ctx, obj)
     launches: list[FoundLaunch] = []
     by_role: dict[str, list[FoundLaunch]] = {}
     for template in pod_templates(obj):
