@@ -437,7 +437,8 @@ def test_configmap_is_a_config_the_server_accepts(values: Path | None, tmp_path:
 
 def test_values_config_keys_are_the_server_config_keys() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
-    chart_managed = {"exempt_namespaces", "model_bundle_dirs", "read_configmaps"}  # from rbac.readConfigMaps
+    chart_managed = {"exempt_namespaces", "model_bundle_dirs", "read_configmaps",  # from rbac.readConfigMaps
+                     "profiles_dir"}  # from profiles.configMap
     assert set(schema["properties"]["config"]["properties"]) == set(WebhookConfig.model_fields) - chart_managed
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())["config"]) == set(WebhookConfig.model_fields) - chart_managed
 
@@ -652,3 +653,13 @@ def test_cli_reaches_the_hub_and_serve_help_works_as_installed(tmp_path: Path) -
     imports = subprocess.run([sys.executable, "-c", "import vllm_fit.admission.operator, vllm_fit.admission.dev"],
                              capture_output=True, text=True, timeout=120)
     assert imports.returncode == 0, imports.stderr
+
+
+@needs_helm
+def test_measured_profiles_configmap_is_mounted_where_the_server_reads_it(tmp_path: Path) -> None:
+    docs = render(sets=("profiles.configMap=cluster-measured-profiles",))
+    config = server_config(docs, tmp_path)
+    assert config.profiles_dir == "/etc/vllm-fit/profiles"
+    volume, inside = mounted_file(docs, "/etc/vllm-fit/profiles/llama.yaml")
+    assert volume["configMap"]["name"] == "cluster-measured-profiles" and inside == "llama.yaml"
+    assert server_config(render(), tmp_path).profiles_dir is None

@@ -16,6 +16,7 @@ import yaml
 
 from .errors import VllmFitError
 from .memory.gpu import GpuCatalog, GpuSpec, MigProfile
+from .memory.measured import MeasuredProfile
 from .memory.model_info import ModelInfo
 from .memory.runtime import RuntimeProfiles
 
@@ -86,3 +87,68 @@ def load_model_folder(folder: Path, model_id: Optional[str] = None) -> ModelInfo
         source=f"bundled: {folder}",
         caveats=tuple(caveats),
     )
+
+
+# ---------------------------------------------------------------- measured profiles (--profiles DIR)
+
+PROFILES_DIR_ENV = "VLLM_FIT_EXTRA_PROFILES"  # where the webhook finds the chart's ConfigMap
+
+
+def load_measured_profiles(directory: Path) -> tuple["MeasuredProfile", ...]:
+    """Every measured profile in DIR's *.yaml/*.yml files (sorted by name; later entries win)."""
+    from .logs.profile import parse_profile_file
+
+    if not directory.exists():
+        raise VllmFitError(f"--profiles {directory}: no such directory")
+    if not directory.is_dir():
+        raise VllmFitError(f"--profiles {directory}: not a directory")
+    entries: list[MeasuredProfile] = []
+    # A ConfigMap volume holds its files as symlinks into a ..data directory: follow them, skip the dot entries.
+    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")):
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise VllmFitError(f"{path}: cannot read ({exc.strerror})") from None
+        entries.extend(parse_profile_file(text, str(path)))
+    return tuple(entries)
+
+
+@lru_cache(maxsize=8)
+def _runtime_profiles_with(directory: Optional[str], mtime: float) -> RuntimeProfiles:
+    base = runtime_profiles()
+    if directory is None:
+        return base
+    extra = load_measured_profiles(Path(directory))
+    return base.model_copy(update={"measured": base.measured + extra})
+
+
+def runtime_profiles_with(directory: Optional[str]) -> RuntimeProfiles:
+    """The bundled runtime profiles plus the measured profiles in `directory` (None: none).
+    Reloaded when the directory changes (a ConfigMap update)."""
+    if directory is None:
+        return runtime_profiles()
+    try:
+        mtime = max([Path(directory).stat().st_mtime] + [p.stat().st_mtime for p in Path(directory).iterdir()])
+    except OSError:
+        mtime = 0.0
+    return _runtime_profiles_with(directory, mtime)
+
+
+def write_measured_profile(path: Path, entry: "MeasuredProfile") -> None:
+    """Add `entry` to the profile file at `path` (replacing one with the same key), atomically."""
+    from .logs.profile import merged_entries, parse_profile_file, profile_file_text
+
+    existing: tuple[MeasuredProfile, ...] = ()
+    if path.exists():
+        try:
+            existing = parse_profile_file(path.read_text(), str(path))
+        except OSError as exc:
+            raise VllmFitError(f"{path}: cannot read ({exc.strerror})") from None
+    text = profile_file_text(merged_entries(existing, entry))
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise VllmFitError(f"{path}: cannot write ({exc.strerror})") from None

@@ -41,6 +41,8 @@ class WebhookConfig(BaseModel):
     unknown_gpu_policy: Policy = "warn"
     exempt_namespaces: tuple[str, ...] = ("kube-system",)
     model_bundle_dirs: tuple[str, ...] = ()
+    # Measured profiles (`vllm-fit logs --write-profile` files; the chart mounts a ConfigMap).
+    profiles_dir: Optional[str] = None
 
     @field_validator("default_vllm_version")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Optional
 import kopf
 
 from ..hub.resolver import ModelResolver, default_resolver
-from ..profiles import gpu_catalog, runtime_profiles
+from ..profiles import gpu_catalog, runtime_profiles_with
 from .config import WebhookConfig
 from .configmaps import ApiConfigMaps, ConfigMapReader
 from .handlers import register
@@ -54,7 +54,7 @@ async def run_webhook(
     login: dict[str, Optional[kopf.ConnectionInfo]] = {"info": None}
     api_configmaps = ApiConfigMaps(lambda: login["info"])
     reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
-                        gpu_catalog(), runtime_profiles(), metrics=metrics,
+                        gpu_catalog(), runtime_profiles_with(config.profiles_dir), metrics=metrics,
                         configmaps=ConfigMapReader(api_configmaps) if config.read_configmaps else None)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)

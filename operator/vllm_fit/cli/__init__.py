@@ -17,6 +17,8 @@ COMMANDS = {
     "check": ("check", "check every vLLM launch in Kubernetes manifests (for CI)"),
     "serve": ("serve", "run the admission webhook"),
     "models": ("models", "list or fetch model metadata bundles"),
+    "logs": ("logs", "read a vLLM startup log and compare it with the plan for the same launch"),
+    "verify": ("verify", "compare a running vLLM's /metrics (KV cache blocks, usage) with the plan"),
 }
 
 USAGE = "usage: vllm-fit {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(

@@ -22,12 +22,12 @@ from ..check import LaunchResult, check_object
 from ..launch.find import ConfigMaps
 from ..errors import VllmFitError
 from ..hub import default_resolver
-from ..profiles import gpu_catalog, runtime_profiles
+from ..profiles import gpu_catalog, runtime_profiles_with
 from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
 from .common import GREEN, RED, YELLOW, paint
 
-HELP = """usage: vllm-fit check [FILES|DIRS|-] [--gpu DEFAULT] [--vllm-version DEFAULT] [-o table|json] [--strict]
-                      [--detection loose|strict]
+HELP = """usage: vllm-fit check [FILES|DIRS|-] [--gpu DEFAULT] [--vllm-version DEFAULT] [--profiles DIR] [-o table|json]
+                      [--strict] [--detection loose|strict]
 
 Check every vLLM launch in Kubernetes manifests (YAML or JSON, multi-document, `kind: List`;
 directories are read recursively for *.yaml, *.yml and *.json; `-` reads stdin).
@@ -36,6 +36,7 @@ KAITO inference configs); Secrets are never read.
 
 --gpu DEFAULT          GPU for launches whose manifest does not say (catalog name or a size)
 --vllm-version X.Y.Z   vLLM version for images whose tag does not state one
+--profiles DIR         measured profiles (`vllm-fit logs --write-profile` files) to plan with
 -o table|json          output format (default table)
 --strict               warnings fail the check too (exit 1)
 --detection MODE       loose (default): also recognise vendor images by vLLM engine flags, a vllm
@@ -128,19 +129,19 @@ def _read(path: Path) -> Iterator[tuple[str, Optional[str], Optional[str]]]:
 def _parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     paths: list[str] = []
     opts: dict[str, Any] = {"output": "table", "strict": False, "gpu": None, "vllm_version": None,
-                            "detection": "loose"}
+                            "detection": "loose", "profiles": None}
     i = 0
     while i < len(argv):
         token = argv[i]
         name, eq, value = token.partition("=")
-        if name in ("--gpu", "--vllm-version", "-o", "--output", "--detection"):
+        if name in ("--gpu", "--vllm-version", "-o", "--output", "--detection", "--profiles"):
             if not eq:
                 if i + 1 >= len(argv):
                     raise VllmFitError(f"{name} needs a value")
                 value = argv[i + 1]
                 i += 1
             opts[{"-o": "output", "--output": "output", "--gpu": "gpu", "--vllm-version": "vllm_version",
-                  "--detection": "detection"}[name]] = value
+                  "--detection": "detection", "--profiles": "profiles"}[name]] = value
         elif token == "--strict":
             opts["strict"] = True
         elif token.startswith("-") and token != "-":
@@ -181,7 +182,7 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
         return EXIT_FITS if argv else EXIT_BAD_INPUT
     try:
         paths, opts = _parse_args(argv)
-        catalog, profiles, resolver = gpu_catalog(), runtime_profiles(), default_resolver()
+        catalog, profiles, resolver = gpu_catalog(), runtime_profiles_with(opts["profiles"]), default_resolver()
         if opts["gpu"]:
             catalog.resolve(opts["gpu"])
     except VllmFitError as exc:

@@ -12,7 +12,7 @@ from ..hub import default_resolver
 from ..launch.argv import parse_vllm_args
 from ..memory.plan import DEFAULT_CONCURRENCY_THRESHOLD, DEFAULT_GPUS_PER_NODE, plan, valid_tensor_parallel_sizes
 from ..memory.versions import DEFAULT_VLLM_VERSION
-from ..profiles import gpu_catalog, runtime_profiles
+from ..profiles import gpu_catalog, runtime_profiles_with
 from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
 from .common import render_plan, render_tp_table
 
@@ -33,12 +33,14 @@ vLLM flags   as for vllm serve: -tp/--tensor-parallel-size, -pp, -dp, --gpu-memo
 --vllm-version  the vLLM release to model (default {DEFAULT_VLLM_VERSION})
 --gpus-per-node N  how far suggestions search TP (default {DEFAULT_GPUS_PER_NODE})
 --concurrency-threshold X  warn below this many concurrent max-length requests (default {DEFAULT_CONCURRENCY_THRESHOLD:g})
+--profiles DIR  measured profiles (files `vllm-fit logs --write-profile` writes) to plan with
 -o table|json   output format (default table)
 
 Exit status: 0 fits, 1 vLLM would fail, 2 bad input.
 """
 
-_OURS_WITH_VALUE = {"--gpu", "--vllm-version", "-o", "--output", "--gpus-per-node", "--concurrency-threshold"}
+_OURS_WITH_VALUE = {"--gpu", "--vllm-version", "-o", "--output", "--gpus-per-node", "--concurrency-threshold",
+                    "--profiles"}
 
 
 def _split_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -85,7 +87,7 @@ def main(argv: Sequence[str]) -> int:
         gpus_per_node = int(ours.get("--gpus-per-node", DEFAULT_GPUS_PER_NODE))
         threshold = float(ours.get("--concurrency-threshold", DEFAULT_CONCURRENCY_THRESHOLD))
         model = default_resolver().resolve(launch.model, launch.revision)
-        profiles = runtime_profiles()
+        profiles = runtime_profiles_with(ours.get("--profiles"))
         result = plan(model, launch, gpu, profiles, gpus_per_node=gpus_per_node, concurrency_threshold=threshold)
         sweep = []
         if launch.tensor_parallel_size is None and result.settings:  # no sweep when vLLM rejects the arguments

@@ -54,6 +54,7 @@ class Record:
     level: Optional[str]
     message: str
     bare: bool  # neither a level marker nor a process prefix: may continue the previous line
+    text: str = ""  # the message with its leading whitespace (a wrapped line continues with it)
 
 
 def _unwrap_json(line: str) -> tuple[list[str], Optional[str]]:
@@ -131,9 +132,9 @@ def records(text: str) -> list[Record]:
         if m and m.start() <= 2:
             level = m.group("level")
             line = line[m.end():]
-        message = _RAY_REPEAT.sub("", line).strip()
-        out.append(Record(index=index, rank=rank, level=level, message=message,
-                          bare=not prefixed and level is None))
+        line = _RAY_REPEAT.sub("", line).rstrip()
+        out.append(Record(index=index, rank=rank, level=level, message=line.strip(),
+                          bare=not prefixed and level is None, text=line))
     return out
 
 

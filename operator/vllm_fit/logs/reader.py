@@ -193,13 +193,25 @@ def _joined(recs: list[Record]) -> list[Record]:
     i = 0
     while i < len(recs):
         rec = recs[i]
+        structured = _STRUCTURED.search(rec.message)
+        if structured and (not _balanced(rec.message) or "with config:" in structured.group(0)):
+            # A wrapped args or config line: the continuation lines are bare; rejoin them as written.
+            message, j = rec.message, i + 1
+            while (j < len(recs) and recs[j].bare and recs[j].message and j - i <= 200
+                   and (not _balanced(message) or ("with config:" in structured.group(0)
+                                                   and not _SENTENCE.match(recs[j].message)))):
+                message += recs[j].text
+                j += 1
+            out.append(Record(rec.index, rec.rank, rec.level, message, rec.bare, message))
+            i = j
+            continue
         nxt = recs[i + 1] if i + 1 < len(recs) else None
         if nxt is not None and nxt.bare and nxt.message and _figure_count(nxt.message) == 0:
             alone = _figure_count(rec.message)
             # The wrap may have fallen inside a word or between two words.
             for joined in (rec.message + nxt.message, rec.message + " " + nxt.message):
                 if _figure_count(joined) > alone:
-                    out.append(Record(rec.index, rec.rank, rec.level, joined, rec.bare))
+                    out.append(Record(rec.index, rec.rank, rec.level, joined, rec.bare, joined))
                     i += 2
                     break
             else:
@@ -209,6 +221,29 @@ def _joined(recs: list[Record]) -> list[Record]:
         out.append(rec)
         i += 1
     return out
+
+
+_SENTENCE = re.compile(r"^[A-Z][a-z]+ [a-z]")  # e.g. "Loading safetensors ...": not a wrapped config
+_STRUCTURED = re.compile(r"non-default args: \{|\bargs: Namespace\(|LLM engine \(v[^)]*\) with config: ")
+
+
+def _balanced(message: str) -> bool:
+    """Whether the brackets after the structured marker close (quotes aware)."""
+    m = _STRUCTURED.search(message)
+    if not m:
+        return True
+    depth, quote = 0, ""
+    for ch in message[m.start():]:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+    return depth <= 0 and not quote and not message.rstrip().endswith(",")
 
 
 def _figure_count(message: str) -> int:
@@ -454,6 +489,8 @@ def read_startup_log(text: str) -> StartupLog:
         mml = (non_default or {}).get("max_model_len") or engine_config.get("max_seq_len")
         if isinstance(mml, int):
             merged["max_model_len"] = mml
+    if util is None and isinstance((non_default or {}).get("gpu_memory_utilization"), (int, float)):
+        util = float(non_default["gpu_memory_utilization"])  # type: ignore[index]
     measured = MemoryFigures(**merged)
     rank_list = tuple(RankFigures(rank=label, figures=per_rank[label]) for label in ordered) if len(ranks) > 1 else ()
     return StartupLog(

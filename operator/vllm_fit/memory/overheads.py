@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .geometry import ModelGeometry
 from .gpu import GIB, GpuSpec
+from .measured import MeasuredProfile, find_measured
 from .runtime import Band, RuntimeProfiles
 from .settings import Settings
 
@@ -331,9 +332,26 @@ def compute_overheads(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Run
     activation, notes = activation_term(g, s, gpu, profiles, band, model_id)
     non_torch = non_torch_term(s, band, model_id)
     graphs, subtracted = cuda_graph_term(g, s, gpu, profiles, band, model_id)
+    measured = find_measured(profiles.measured, model_id, s, gpu)
+    if measured is not None:
+        activation, non_torch, graphs = _measured_terms(measured, activation, non_torch, graphs)
+        notes.append(f"overheads measured on this launch: {measured.source}")
     margin = extensible_margin_term(s, gpu, activation) if s.extensible_kv_cache else None
     override = band.models.get(model_id or "")
     if override is not None and override.note:
         notes.append(override.note)
     return Overheads(band=band.name, activation=activation, non_torch=non_torch, cuda_graph=graphs,
                      cuda_graph_subtracted=subtracted, extensible_margin=margin, notes=tuple(notes))
+
+
+def _measured_terms(m: MeasuredProfile, activation: Term, non_torch: Term, graphs: Term) -> tuple[Term, Term, Term]:
+    """A launch with exactly this key was measured: its figures replace the derived ones
+    (a figure the log did not print keeps the derivation)."""
+    def term(value: Optional[float], derived: Term, name: str) -> Term:
+        if value is None:
+            return derived
+        return Term(gib=value, kind="measured", source=m.source, parts={"total": value},
+                    derivation=f"{name} {value:.2f} GiB measured on this launch (derived {derived.gib:.2f})")
+    graph_value = 0.0 if m.key.enforce_eager else m.cuda_graph_gib
+    return (term(m.activation_gib, activation, "activation"), term(m.non_torch_gib, non_torch, "non-torch"),
+            term(graph_value, graphs, "CUDA graphs" + (" (vLLM's estimate)" if m.cuda_graph_estimated else "")))

@@ -13,6 +13,7 @@ from typing import Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import VllmFitError
+from .measured import MeasuredProfile
 from .versions import parse_version
 
 GIB = 1 << 30
@@ -97,6 +98,9 @@ class RuntimeProfiles(BaseModel):
     bands: tuple[Band, ...]
     fitted: Optional[FittedCoefficients] = None
     cuda_context_gib: Measured  # taken before vLLM's first snapshot: outside util x total
+    # Overheads measured on real launches (`vllm-fit logs --write-profile`, `--profiles DIR`),
+    # used for a launch with exactly the same key (memory/measured.py).
+    measured: tuple["MeasuredProfile", ...] = ()
 
     def band_for(self, version: str) -> Band:
         memo = self.__dict__.setdefault("_band_memo", {})
