@@ -165,3 +165,22 @@ def test_0_34_auto_max_model_len_is_fitted_to_the_post_warmup_size(bundled, h100
 
 def test_default_version_is_the_newest_modelled():
     assert DEFAULT_VLLM_VERSION == NEWEST_MODELLED_VERSION == "0.34.0"
+
+
+def test_validation_table_meets_the_acceptance_bounds():
+    """bench/overheads_validation.py over the `use: validate` logs (none of them fitted on)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "overheads_validation.py"
+    spec = importlib.util.spec_from_file_location("overheads_validation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows, _ = module.rows_for("validate")
+    summary = module.summarise(rows)
+    assert len(summary["errors"]) >= 15
+    assert summary["median_abs_pct"] <= 3.0
+    assert not summary["false_rejects"]
+    assert len(summary["versions"]) >= 3 and len(summary["gpus"]) >= 3
+    fit_slugs = {r["slug"] for r in module.rows_for("fit")[0]}
+    assert not fit_slugs & {r["slug"] for r in rows}

@@ -135,10 +135,26 @@ def forward_layer_peak_bytes(g: ModelGeometry, tokens: int, tp: int, act_bytes: 
     return peak, workspace
 
 
+def _flashinfer_capable(gpu: GpuSpec) -> bool:
+    if gpu.vendor != "nvidia":
+        return False
+    cc = gpu.compute_capability
+    if cc is None:
+        return True  # a GPU given only by its size: taken as a current NVIDIA part
+    try:
+        major, _, minor = cc.partition(".")
+        return (7, 5) <= (int(major), int(minor or 0)) <= (12, 1)
+    except ValueError:
+        return False
+
+
 def _sampler_path(s: Settings, rows: int, gpu: GpuSpec) -> str:
+    """Which top-k/top-p implementation the dummy sampler run takes (it sets top_k and top_p on
+    every row and passes no generators, so FlashInfer's kernel runs wherever it is selected)."""
     b = s.behaviour
-    if gpu.vendor == "amd" and b.sampler_topk_topp == "sort":
-        return "sort"
+    flashinfer = b.flashinfer_sampler_default if s.flashinfer_sampler_env is None else s.flashinfer_sampler_env
+    if flashinfer and _flashinfer_capable(gpu):
+        return "flashinfer"
     if b.sampler_topk_topp == "triton":
         return "triton"
     if b.sampler_topk_topp == "triton_from_8_rows":
@@ -181,7 +197,10 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
     limit_mm = s.limit_mm_zero
     if g.is_multimodal and not limit_mm:
         mm = band.activation_gib.get(g.architecture)
-        if mm is not None and (s.max_num_batched_tokens, s.max_num_seqs) == (
+        # Only on the torch-sort path (0.11-0.16): there the seed's one multimodal row (Mistral3,
+        # 2.12 GiB) sits far below the text-only computation (rows x vocab x 38 B); on the later
+        # paths the computation matches measured multimodal runs and is used instead.
+        if mm is not None and path == "sort" and (s.max_num_batched_tokens, s.max_num_seqs) == (
                 band.activation_measured_at.max_num_batched_tokens, band.activation_measured_at.max_num_seqs):
             # The encoder's dummy batch runs first (profile_run); the family's measured peak at
             # these settings covers it, which the text-only computation does not.
@@ -271,10 +290,6 @@ def cuda_graph_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
     b = s.behaviour
     if s.enforce_eager:
         return Term(gib=0.0, kind="computed", derivation="CUDA graphs 0 GiB: --enforce-eager captures none"), False
-    sizes = capture_sizes(s)
-    full = [x for x in sizes if x <= s.max_num_seqs]
-    n_graphs = len(sizes) + len(full)
-    fitted = profiles.fitted
     if not b.subtracts_cuda_graph_estimate:
         override = band.models.get(model_id or "")
         if override and s.tensor_parallel_size in override.cuda_graph_gib:
@@ -286,25 +301,45 @@ def cuda_graph_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
         return Term(gib=value, kind="measured", source=band.cuda_graph_gib.source,
                     derivation=f"CUDA graphs ~{value:.2f} GiB (band measurement; captured after the KV cache, "
                                f"must fit the headroom)"), False
-    # 0.20+: profile_cudagraph_memory captures the first two sizes of each mode and extrapolates:
-    # max(first capture) + sum over modes of (second capture) x (graphs - 1).
-    act = s.dtype_bytes if s.dtype_bytes in (2, 4) else 2
-    largest = sizes[-1] if sizes else 0
-    first, _ = forward_layer_peak_bytes(g, largest, s.tensor_parallel_size, act,
-                                        expert_parallel=s.enable_expert_parallel)
-    per_graph = fitted.cuda_graph_bytes_per_graph_layer.value * g.num_layers if fitted else 1 * MIB
-    per_graph = max(per_graph, MIB)
-    modes = (1 if sizes else 0) + (1 if full else 0)
-    est = first + per_graph * max(0, n_graphs - modes)
-    kind: TermKind = "fitted" if fitted else "computed"
-    text = (f"CUDA graphs {_gib(est):.2f} GiB = first capture at {largest} tokens {_gib(first):.2f} + "
-            f"{max(0, n_graphs - modes)} more graphs (FULL {len(full)}, PIECEWISE {len(sizes)}) x "
-            f"{per_graph / MIB:.1f} MiB")
+    est, parts, text = cuda_graph_estimate(g, s, profiles)
     if b.extensible_kv_cache and s.extensible_kv_cache:
-        text += "; measured after capture by the extensible KV cache"
-    parts = {"first_capture": _r(_gib(first)), "per_graph_mib": round(per_graph / MIB, 3), "graphs": float(n_graphs)}
-    return Term(gib=_r(_gib(est)), kind=kind, parts=parts, derivation=text,
-                source=fitted.cuda_graph_bytes_per_graph_layer.source if fitted else ""), True
+        text += "; the extensible KV cache measures the capture itself after warm-up"
+    return Term(gib=_r(_gib(est)), kind="fitted", parts=parts, derivation=text,
+                source=profiles.fitted.cuda_graph.source if profiles.fitted else ""), True
+
+
+def cuda_graph_estimate(g: ModelGeometry, s: Settings, profiles: RuntimeProfiles) -> tuple[float, dict[str, float], str]:
+    """vLLM's estimate (GPUModelRunner.profile_cudagraph_memory, 0.18+): per mode, capture the two
+    largest sizes and extrapolate, then total = max over modes of the first capture + sum over
+    modes of (graphs - 1) x the second capture. FULL (uniform decode, sizes <= max_num_seqs) and
+    PIECEWISE (every size) are both captured by default. What one capture takes is not in the
+    code: the first-capture and per-graph sizes are fitted (profiles/vllm-runtime.yaml)."""
+    sizes = capture_sizes(s)
+    full = [x for x in sizes if x <= s.max_num_seqs]
+    fitted = profiles.fitted
+    if not sizes or fitted is None:
+        return 0.0, {}, "CUDA graphs 0 GiB: no capture sizes"
+    c = fitted.cuda_graph
+    tp = s.tensor_parallel_size
+    layers = -(-g.num_layers // s.pipeline_parallel_size)
+    act = s.dtype_bytes if s.dtype_bytes in (2, 4) else 2
+    # FULL: the first capture runs attention over max_num_batched_tokens of dummy KV
+    # (profile_seq_lens), whose split-KV accumulator is fp32 [splits, tokens, q heads x head dim].
+    q_heads = max(1, g.num_attention_heads // tp)
+    q_width = q_heads * ((g.mla.kv_lora_rank + g.mla.qk_rope_head_dim) if g.mla else g.head_dim)
+    first_full = full[-1] * q_width * 4 * c.full_first_capture_splits if full else 0.0
+    # PIECEWISE: the graph pool holds one layer's transients at the largest size, plus a base.
+    forward_largest, _ = forward_layer_peak_bytes(g, sizes[-1], tp, act, expert_parallel=s.enable_expert_parallel)
+    first_pw = forward_largest + c.piecewise_first_capture_base_mib * MIB
+    per_graph = max(c.per_graph_per_layer_mib * MIB * layers, MIB)  # vLLM counts at least 1 MiB a graph
+    extra = (len(full) - 1 if full else 0) + (len(sizes) - 1)
+    est = max(first_full, first_pw) + per_graph * extra
+    parts = {"first_capture": _r(_gib(max(first_full, first_pw))), "per_graph_mib": round(per_graph / MIB, 3),
+             "graphs": float(len(sizes) + len(full))}
+    text = (f"CUDA graphs {_gib(est):.2f} GiB = first capture {max(first_full, first_pw) / MIB:.0f} MiB + "
+            f"{extra} more graphs (FULL {len(full)}, PIECEWISE {len(sizes)}, largest {sizes[-1]}) x "
+            f"{per_graph / MIB:.1f} MiB ({layers} layers)")
+    return est, parts, text
 
 
 # ---------------------------------------------------------------- 0.34 extensible KV cache

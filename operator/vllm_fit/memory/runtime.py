@@ -89,8 +89,21 @@ class FittedCoefficients(BaseModel):
     # top-k/top-p path: "sort" (torch sort: fp32 logits, sorted values, int64 indices, masks and
     # the sort's own buffers) or "triton" (vLLM's Triton top-k/top-p kernel, 0.17+).
     sampler_bytes_per_row_vocab: dict[str, Measured]
-    # Bytes per captured CUDA graph per decoder layer beyond the first capture (0.20+ estimate).
-    cuda_graph_bytes_per_graph_layer: Measured
+    # vLLM's CUDA-graph estimate (0.18+): the first FULL capture in fp32 split-KV accumulators
+    # (splits x tokens x q width x 4 B), the first PIECEWISE capture's base beyond one layer's
+    # transients, and each further graph per decoder layer (MiB).
+    cuda_graph: "CudaGraphFit"
+
+
+class CudaGraphFit(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    full_first_capture_splits: float
+    piecewise_first_capture_base_mib: float
+    per_graph_per_layer_mib: float
+    source: str
+
+
+FittedCoefficients.model_rebuild()
 
 
 class RuntimeProfiles(BaseModel):

@@ -65,6 +65,7 @@ class Settings(BaseModel):
     limit_mm_zero: bool = False
     distributed_executor_backend: Optional[str] = None
     env_flags: tuple[str, ...] = ()  # VLLM_* variables set to a true value
+    flashinfer_sampler_env: Optional[bool] = None  # VLLM_USE_FLASHINFER_SAMPLER when set
 
     @property
     def behaviour(self) -> VllmBehaviour:
@@ -247,6 +248,8 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
         extensible_kv_cache=extensible,
         limit_mm_zero=bool(launch.skip_mm_profiling) or _all_modalities_zero(launch.limit_mm_per_prompt),
         distributed_executor_backend=launch.distributed_executor_backend,
+        flashinfer_sampler_env=(None if "VLLM_USE_FLASHINFER_SAMPLER" not in launch.env
+                                else launch.env["VLLM_USE_FLASHINFER_SAMPLER"] not in ("0", "false", "False", "")),
         env_flags=tuple(sorted(k for k, v in launch.env.items() if k.startswith("VLLM_") and v in ("1", "true", "True"))),
     )
 

@@ -64,6 +64,12 @@ class VllmBehaviour(BaseModel):
     # torch sort before 0.17; the Triton kernel from 8 rows in 0.17-0.29; Triton for every row
     # from 0.30 (the `>= 8` test is gone).
     sampler_topk_topp: str
+    # Whether the sampler uses FlashInfer's sort-free top-k/top-p kernel when VLLM_USE_FLASHINFER_SAMPLER
+    # is unset: V1 before 0.11 did wherever flashinfer was installed (the official image has it;
+    # logs say "Using FlashInfer for top-p & top-k sampling"); 0.11-0.21 made it opt-in (PR #26859,
+    # envs.py default None -> forward_native); 0.22 defaults it to on again (envs.py default True),
+    # on compute capability 7.5-12.1 (FlashInferBackend.supports_compute_capability).
+    flashinfer_sampler_default: bool
     # 0.29: profile_cudagraph_memory runs after the memory_profiling context, so its residue no
     # longer lands in "non-torch forward increase".
     cuda_graph_estimate_outside_profile: bool
@@ -98,6 +104,7 @@ def behaviour_for(version: str) -> VllmBehaviour:
         large_gpu_batch_tier=v >= (0, 29, 0),
         gb10_small_batch_tier=v >= (0, 33, 0),
         sampler_topk_topp="sort" if v < (0, 17, 0) else ("triton_from_8_rows" if v < (0, 30, 0) else "triton"),
+        flashinfer_sampler_default=v < (0, 11, 0) or v >= (0, 22, 0),
         cuda_graph_estimate_outside_profile=v >= (0, 29, 0),
         startup_plan=v >= (0, 29, 0),
         extensible_kv_cache=v >= (0, 34, 0),
