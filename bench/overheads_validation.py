@@ -38,6 +38,8 @@ from vllm_fit.memory.versions import parse_version  # noqa: E402
 from vllm_fit.profiles import gpu_catalog, runtime_profiles  # noqa: E402
 
 LOGS = ROOT / "tests" / "fixtures" / "vllm_logs"
+# Configs of models the logs run that vllm-fit does not ship (each with its SOURCE.md).
+EXTRA_MODELS = LOGS / "models"
 OUT = ROOT / "profiles" / "measurements" / "VALIDATION.md"
 _LAUNCH_FIELDS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpu_memory_utilization",
                   "max_model_len", "max_num_seqs", "max_num_batched_tokens", "dtype", "kv_cache_dtype", "quantization",
@@ -124,7 +126,7 @@ def _pct(pred: float, meas: float) -> float:
 
 
 def rows_for(use: str) -> tuple[list[dict], list[tuple[str, str]]]:
-    resolver = BundledResolver()
+    resolver = BundledResolver([EXTRA_MODELS])
     catalog = gpu_catalog()
     profiles = runtime_profiles()
     rows, skipped = [], []
