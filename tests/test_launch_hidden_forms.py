@@ -18,6 +18,7 @@ from vllm_fit.cli.check import main as check_main
 from vllm_fit.launch import find_launches
 from vllm_fit.launch.find import ConfigMaps
 from vllm_fit.launch.model import LOOSE_RULES
+from vllm_fit.profiles import gpu_catalog
 
 FORMS = Path(__file__).parent / "fixtures" / "forms"
 
@@ -26,10 +27,13 @@ def documents(name: str) -> list[dict]:
     return [d for d in yaml.safe_load_all((FORMS / name).read_text()) if d]
 
 
+CATALOG = gpu_catalog()
+
+
 def launches(name: str, *, with_configmaps: bool = True, **kw):
     docs = documents(name)
     configmaps = ConfigMaps.from_objects(docs) if with_configmaps else None
-    return [f for d in docs for f in find_launches(d, configmaps=configmaps, **kw)]
+    return [f for d in docs for f in find_launches(d, configmaps=configmaps, catalog=CATALOG, **kw)]
 
 
 # file -> (container, detected_by, stated engine fields, model, unresolved, gpus count / per pod / pods)
@@ -64,6 +68,13 @@ EXPECTED = {
     "kserve-isvc-hf-revision.yaml": (
         "kserve-container", "resource", {"gpu_memory_utilization": 0.85, "max_model_len": 16384},
         "Qwen/Qwen2.5-7B-Instruct", [], (1, 1, 1)),
+    "kaito-workspace-preset-config.yaml": (
+        "inference", "resource",
+        {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.93, "max_model_len": 32768, "cpu_offload_gb": 0.0},
+        "meta-llama/Llama-3.3-70B-Instruct", [], (2, 2, 1)),
+    "kaito-workspace-single-gpu.yaml": (
+        "inference", "resource", {"gpu_memory_utilization": 0.8, "max_model_len": 8192},
+        "microsoft/Phi-4-mini-instruct", [], (1, 1, 1)),
 }
 REVISIONS = {"kserve-isvc-hf-revision.yaml": "a09a35458c702b33eeacc393d103063234e8bc28"}
 
@@ -314,6 +325,76 @@ def test_llmisvc_pipeline_worker_and_missing_template():
             "spec": {"model": {"uri": "hf://org/m"}, "parallelism": {"tensor": 2}}}
     (found,) = find_launches(bare)
     assert found.launch.model == "org/m" and found.gpus.count is None and found.notes
+
+
+# ---------------------------------------------------------------- item 4: KAITO Workspaces
+
+def kaito(name: str = "phi-4-mini-instruct", instance: str | None = "Standard_NC80adis_H100_v5", count: int = 1,
+          config: str | None = None, **meta) -> dict:
+    resource = {"count": count, **({"instanceType": instance} if instance else {})}
+    inference: dict = {"preset": {"name": name}}
+    if config:
+        inference["config"] = config
+    return {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "w", **meta},
+            "resource": resource, "inference": inference}
+
+
+def config_map(name: str, vllm: dict) -> ConfigMaps:
+    return ConfigMaps([(None, name, {"inference_config.yaml": yaml.safe_dump({"vllm": vllm})})])
+
+
+def test_kaito_parallelism_left_to_kaito_is_not_judged_and_says_why():
+    (found,) = find_launches(kaito(), catalog=CATALOG)
+    assert found.launch.model == "microsoft/Phi-4-mini-instruct" and found.gpus.count == 2
+    assert found.not_judged and "tensor-parallel-size" in found.not_judged
+    (one_gpu,) = find_launches(kaito(instance="Standard_NC40ads_H100_v5"), catalog=CATALOG)
+    assert one_gpu.not_judged is None and one_gpu.gpus.count == 1
+
+
+def test_kaito_multi_node_with_parallelism_in_the_config():
+    cms = config_map("p", {"tensor-parallel-size": 2, "pipeline-parallel-size": 2})
+    (found,) = find_launches(kaito(count=2, config="p"), catalog=CATALOG, configmaps=cms)
+    assert (found.launch.tensor_parallel_size, found.launch.pipeline_parallel_size) == (2, 2)
+    assert (found.gpus.count, found.gpus.per_pod, found.gpus.pods) == (4, 2, 2)
+    assert [m.pods for m in found.members] == [1, 1] and found.not_judged is None
+
+
+def test_kaito_unknowns_are_said():
+    (found,) = find_launches(kaito(name="my-private-preset", instance="Standard_NC40ads_H100_v5"), catalog=CATALOG)
+    assert found.launch.model is None and found.launch.unresolved == ("--model",)
+    assert "preset table" in found.notes[0]
+    (found,) = find_launches(kaito(name="Qwen/Qwen3-8B", instance="Standard_NC40ads_H100_v5", config="gone"),
+                             catalog=CATALOG)
+    assert found.launch.model == "Qwen/Qwen3-8B" and found.launch.unresolved == ("--config",)
+    assert found.config_maps == ("gone",) and "not available" in found.notes[0]
+    (found,) = find_launches(kaito(instance="Standard_Unknown_v9"), catalog=CATALOG)
+    assert found.gpus.count is None and "not in vllm-fit's GPU catalog" in found.notes[0]
+    (found,) = find_launches(kaito(instance=None), catalog=CATALOG)
+    assert found.gpus.count is None and "instanceType" in found.notes[0]
+    bad = ConfigMaps([(None, "bad", {"inference_config.yaml": "vllm: [unclosed"})])
+    (found,) = find_launches(kaito(config="bad"), catalog=CATALOG, configmaps=bad)
+    assert "not valid YAML" in found.notes[0] and "--config" in found.launch.unresolved
+
+
+def test_kaito_transformers_runtime_and_other_workspace_kinds_are_not_vllm():
+    assert find_launches(kaito(annotations={"kaito.sh/runtime": "transformers"}), catalog=CATALOG) == []
+    other = dict(kaito(), apiVersion="app.terraform.io/v1alpha2")
+    assert find_launches(other, catalog=CATALOG) == []
+
+
+def test_kaito_custom_template_is_read_as_a_pod_spec():
+    obj = kaito()
+    obj["inference"] = {"template": {"spec": {"containers": [{
+        "name": "custom", "image": "vllm/vllm-openai:v0.11.0", "args": ["--model", "org/m", "-tp", "2"],
+        "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}}
+    (found,) = find_launches(obj, catalog=CATALOG)
+    assert (found.container, found.launch.tensor_parallel_size, found.gpus.count) == ("inference.template/custom", 2, 2)
+
+
+def test_check_json_for_a_kaito_workspace_left_to_kaito():
+    code, out, _ = run_check([str(FORMS / "kaito-workspace-single-gpu.yaml"), "-o", "json"])
+    (entry,) = json.loads(out)
+    assert entry["gpus"]["type"] == "Standard_NV36ads_A10_v5" and entry["config_maps"] == ["phi-params"]
 
 
 # ---------------------------------------------------------------- check -o json

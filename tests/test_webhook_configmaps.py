@@ -142,3 +142,27 @@ def test_secrets_are_never_read(webhooks):
     status, data = reading.post("/validate", review_of(obj))
     assert data["response"]["allowed"] is True
     assert any("not knowable" in w or "unresolved" in w for w in data["response"]["warnings"])
+
+
+def test_a_kaito_workspace_reads_its_inference_config_through_the_api():
+    from vllm_fit.admission.config import WebhookConfig
+    from vllm_fit.admission.review import Reviewer
+    from vllm_fit.hub.resolver import BundledResolver
+    from vllm_fit.profiles import gpu_catalog, runtime_profiles
+
+    config = "vllm:\n  tensor-parallel-size: 1\n  max-model-len: 16000\n"
+    api = FakeApi({("kaito", "llama-params"): {"inference_config.yaml": config}})
+    reviewer = Reviewer(WebhookConfig(), BundledResolver(), gpu_catalog(), runtime_profiles(),
+                        configmaps=ConfigMapReader(api))
+    workspace = {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace",
+                 "metadata": {"name": "w", "namespace": "kaito", "annotations": {}},
+                 "resource": {"instanceType": "Standard_ND96isr_H100_v5"},
+                 "inference": {"preset": {"name": LLAMA}, "config": "llama-params"}}
+    assert reviewer.needs_review(workspace, "{}")
+    judgement = asyncio.run(reviewer.review(workspace))
+    (result,) = judgement.launches
+    assert api.calls == [("kaito", "llama-params")]
+    assert (result.found.launch.tensor_parallel_size, result.found.launch.max_model_len) == (1, 16000)
+    assert (result.found.gpus.count, result.gpu) == (8, "H100-80GB")
+    assert judgement.verdict == "reject"  # 70B FP8 at TP=1 on an H100: the seed's failure, through KAITO
+    assert judgement.decision == "deny" and "TP=1 on H100-80GB" in judgement.message

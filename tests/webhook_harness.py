@@ -32,6 +32,7 @@ KINDS = {
     "daemonsets": "DaemonSet", "jobs": "Job", "cronjobs": "CronJob", "leaderworkersets": "LeaderWorkerSet",
     "inferenceservices": "InferenceService", "servingruntimes": "ServingRuntime",
     "clusterservingruntimes": "ClusterServingRuntime", "llminferenceservices": "LLMInferenceService",
+    "workspaces": "Workspace",
 }
 
 

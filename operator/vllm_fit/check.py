@@ -130,8 +130,10 @@ def check_launch(
     for problem in found.problems:
         findings.append(_reason("invalid-argument", "error", f"{where}: vLLM would refuse to start: {problem}"))
     for note in found.notes:
-        code = "launch-in-image" if found.launch_in_image else "not-judged"
+        code = "launch-in-image" if found.launch_in_image else "launch-unknown"
         findings.append(_reason(code, "warning", f"{where}: {note}"))
+    if found.not_judged:
+        findings.append(_reason("not-judged", "warning", f"{where}: not judged: {found.not_judged}"))
     memory_unresolved = [u for u in launch.unresolved if u != "--model"]
     if memory_unresolved:
         findings.append(_reason("unresolved-values", "warning",
@@ -172,7 +174,7 @@ def check_launch(
         except VllmFitError as exc:
             findings.append(_reason("model-metadata", "warning", f"{where}: {exc}; not planned"))
     result_plan: Optional[MemoryPlan] = None
-    if model_info is not None and gpu is not None and not found.problems:
+    if model_info is not None and gpu is not None and not found.problems and not found.not_judged:
         gpus_given = found.gpus.count if found.gpus.count else None
         effective = launch
         if launch.vllm_version is None and default_vllm_version:

@@ -227,6 +227,16 @@ rules:
     resources: ["llminferenceservices"]
     operations: ["CREATE", "UPDATE"]
     scope: "*"
+  - apiGroups: ["kaito.sh"]
+    apiVersions: ["v1alpha1"]
+    resources: ["workspaces"]
+    operations: ["CREATE", "UPDATE"]
+    scope: "*"
+  - apiGroups: ["kaito.sh"]
+    apiVersions: ["v1beta1"]
+    resources: ["workspaces"]
+    operations: ["CREATE", "UPDATE"]
+    scope: "*"
 {{- if .Values.webhook.matchConditions }}
 {{ include "vllm-fit.matchConditions" . }}
 {{- end }}

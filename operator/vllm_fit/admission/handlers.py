@@ -36,6 +36,8 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("serving.kserve.io", "v1alpha1", "clusterservingruntimes"),
     ("serving.kserve.io", "v1alpha1", "llminferenceservices"),
     ("serving.kserve.io", "v1alpha2", "llminferenceservices"),  # KServe 0.16+ serves v1alpha2
+    ("kaito.sh", "v1alpha1", "workspaces"),
+    ("kaito.sh", "v1beta1", "workspaces"),
 )
 VALIDATE_PATHS = {"validate": None, **{f"validate-{mode}": mode for mode in MODES}}
 MUTATE_PATH = "mutate"

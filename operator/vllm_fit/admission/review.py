@@ -67,7 +67,8 @@ _GPU_CODES = frozenset({"unknown-gpu"})
 
 
 # Kinds whose launch is assembled from fields that need not mention vLLM (KServe runtimes, LLMInferenceService).
-_ALWAYS_READ = frozenset({"InferenceService", "ServingRuntime", "ClusterServingRuntime", "LLMInferenceService"})
+_ALWAYS_READ = frozenset({"InferenceService", "ServingRuntime", "ClusterServingRuntime", "LLMInferenceService",
+                          "Workspace"})  # KAITO
 
 
 class _Resolved:

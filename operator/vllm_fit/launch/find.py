@@ -19,10 +19,10 @@ from ..errors import VllmFitError
 from ..memory.gpu import GpuCatalog
 from .argv import Entrypoint, UnresolvedValue, parse_vllm_args
 from .gpus import container_gpus, gpu_request, gpu_type, requests_accelerator
-from .k8s import (KSERVE_KINDS, OTHER_READERS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,
+from .k8s import (KSERVE_KINDS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,
                   kubelet_expand, pod_templates)
 from .model import DetectionRule, GpuRequest, ReplicaMember, VllmLaunch
-from . import kserve
+from . import kaito, kserve
 from .shell import split_script
 
 # Images whose entrypoint runs the vLLM OpenAI server, so `args` alone are vLLM flags.
@@ -61,7 +61,9 @@ class FoundLaunch(BaseModel):
     # The pods of one replica when it spans several (LeaderWorkerSet, multi-node LLMInferenceService).
     members: tuple[ReplicaMember, ...] = ()
     config_maps: tuple[str, ...] = ()  # ConfigMaps (same namespace) the launch's values come from
-    notes: tuple[str, ...] = ()  # what the reader could not judge, and why
+    notes: tuple[str, ...] = ()  # what the reader could not see, and why
+    # Why this launch cannot be judged at all (e.g. a controller picks its parallelism later); not planned.
+    not_judged: Optional[str] = None
 
 
 # ---------------------------------------------------------------- images
@@ -778,7 +780,8 @@ def _find(obj: dict, opts: _Options_, depth: int) -> list[FoundLaunch]:
     # The cheap gate: no mention of vLLM (nor of a configured image, an engine flag, a vllm label)
     # and not a kind whose controller runs vLLM.
     extra = [p for p in opts.vllm_images if p not in DEFAULT_VLLM_IMAGES]
-    if kind not in KSERVE_KINDS and kind not in OTHER_READERS and not mentions_vllm(
+    kaito_workspace = kind == "Workspace" and str(obj.get("apiVersion") or "").startswith("kaito.sh/")
+    if kind not in KSERVE_KINDS and not kaito_workspace and not mentions_vllm(
             [obj.get("spec", obj), _get_labels(obj)], extra, opts.loose):
         return []
     ctx = _Context(obj, opts.vllm_images, opts.default_gpu, opts.loose, opts.configmaps, opts.catalog)
@@ -786,6 +789,8 @@ def _find(obj: dict, opts: _Options_, depth: int) -> list[FoundLaunch]:
         return kserve.inference_service(ctx, obj)
     if kind == "LLMInferenceService":
         return kserve.llm_inference_service(ctx, obj)
+    if kaito_workspace:
+        return kaito.workspace(ctx, obj)
     launches: list[FoundLaunch] = []
     by_role: dict[str, list[FoundLaunch]] = {}
     for template in pod_templates(obj):

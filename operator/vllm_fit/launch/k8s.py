@@ -20,8 +20,6 @@ _TEMPLATE_AT: dict[str, tuple[str, ...]] = {
     "PodTemplate": ("template",),
 }
 KSERVE_KINDS = frozenset({"InferenceService", "ServingRuntime", "ClusterServingRuntime", "LLMInferenceService"})
-# Kinds read by their own reader, whose launch is assembled by a controller (never from a pod spec).
-OTHER_READERS = frozenset({"Workspace"})  # KAITO
 # Objects that never hold a pod template: skip them without walking.
 _NO_TEMPLATES = frozenset({
     "Service", "ConfigMap", "Secret", "Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
@@ -97,8 +95,8 @@ def pod_templates(obj: dict) -> Iterator[PodTemplate]:
         if isinstance(spec, dict):
             yield PodTemplate("", spec, [top], group={"runtime_template": True}, labels=[own])
         return
-    if kind in _NO_TEMPLATES or kind in KSERVE_KINDS or kind in OTHER_READERS:
-        return  # read by the KServe / KAITO readers
+    if kind in _NO_TEMPLATES or kind in KSERVE_KINDS:
+        return  # KServe InferenceService / LLMInferenceService are read by the KServe reader
     yield from generic_templates(obj, top)
 
 
