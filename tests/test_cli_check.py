@@ -77,8 +77,8 @@ def test_json_output_shape(tmp_path):
     code, out, _ = run([str(tmp_path), "-o", "json"])
     assert code == 1
     (entry,) = json.loads(out)
-    assert set(entry) == {"file", "kind", "namespace", "name", "container", "detected_by", "launch_in_image", "launch",
-                          "gpus", "members", "config_maps", "plan", "verdict"}
+    assert set(entry) == {"file", "line", "kind", "namespace", "name", "container", "detected_by", "launch_in_image",
+                          "launch", "gpus", "members", "config_maps", "plan", "verdict"}
     launch = entry["launch"]
     for key in ("model", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
                 "gpu_memory_utilization", "max_model_len", "block_size", "kv_cache_dtype", "quantization", "dtype",

@@ -70,11 +70,13 @@ def test_bad_input_exits_2_with_a_message(args, needle):
     assert needle in (result.stderr + result.stdout)
 
 
-def test_vllm_rejecting_an_argument_is_a_failed_plan_not_bad_input():
+def test_a_value_vllm_refuses_on_the_command_line_is_a_usage_error():
+    # What was typed must change, not the deployment: one line on stderr, exit 2, nothing on stdout.
     result = vllm_fit("plan", "Qwen/Qwen3-0.6B", "--max-model-len", "100000", "-o", "json")
-    assert result.returncode == 1
-    reason = json.loads(result.stdout)["verdict"]["reasons"][0]
-    assert reason["code"] == "invalid-argument" and "40960" in reason["message"]
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "max_model_len (100000)" in line and "40960" in line and "VLLM_ALLOW_LONG_MAX_MODEL_LEN" in line
 
 
 def test_vllm_environment_is_honoured():

@@ -83,7 +83,7 @@ def test_fetch_writes_bundles_that_plan_air_gapped(hub_env, tmp_path, monkeypatc
 
 def test_fetch_failure_and_usage(hub_env, capsys):
     assert main(["models", "fetch", "acme/missing"]) == 1
-    assert "HubModelNotFound" in capsys.readouterr().err
+    assert "no such model (HTTP 404)" in capsys.readouterr().err
     assert main(["models"]) == 2
     assert main(["models", "fetch"]) == 2
     assert main(["models", "--help"]) == 0

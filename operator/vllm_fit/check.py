@@ -163,7 +163,8 @@ def check_launch(
                                     f"{where}: the model is not knowable at admission (from a Secret, envFrom, a "
                                     f"storage URI or a variable); not planned"))
     elif not launch.model:
-        findings.append(_reason("no-model", "warning", f"{where}: the launch names no model; not planned"))
+        if not found.problems:  # an argument vLLM refuses ends the parse early: then nothing is known of the model
+            findings.append(_reason("no-model", "warning", f"{where}: the launch names no model; not planned"))
     else:
         try:
             model_info = resolver.resolve(launch.model, launch.revision)

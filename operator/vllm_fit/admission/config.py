@@ -44,6 +44,15 @@ class WebhookConfig(BaseModel):
     # Measured profiles (`vllm-fit logs --write-profile` files; the chart mounts a ConfigMap).
     profiles_dir: Optional[str] = None
 
+    @field_validator("default_gpu")
+    @classmethod
+    def _gpu(cls, value: Optional[str]) -> Optional[str]:
+        if value:
+            from ..profiles import gpu_catalog
+
+            gpu_catalog().resolve(value)  # an unknown name fails at start, not on every review
+        return value
+
     @field_validator("default_vllm_version")
     @classmethod
     def _version(cls, value: str) -> str:
@@ -77,5 +86,11 @@ def load_config(path: Optional[Path] = None, env: Optional[Mapping[str, str]] = 
     try:
         return WebhookConfig(**data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise VllmFitError(f"invalid webhook configuration: {problems}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {_message(e)}" for e in exc.errors())
+        where = f"{path} and VLLM_FIT_* variables" if path is not None else "VLLM_FIT_* variables"
+        raise VllmFitError(f"invalid webhook configuration ({where}): {problems}") from None
+
+
+def _message(error: Mapping[str, object]) -> str:
+    text = str(error.get("msg", ""))
+    return text.removeprefix("Value error, ")

@@ -70,6 +70,39 @@ def _split_yaml(text: str) -> Iterator[tuple[int, str]]:
     yield start, "".join(lines)
 
 
+def _item_lines(chunk: str, obj: Any) -> list[int]:
+    """0-based line of each item of a `kind: List` (or a top-level JSON/YAML array), from the YAML
+    composer's marks; [] when they cannot be had."""
+    try:
+        node = yaml.compose(chunk, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return []
+    if isinstance(obj, dict):
+        if not isinstance(node, yaml.MappingNode):
+            return []
+        node = next((value for key, value in node.value if getattr(key, "value", None) == "items"), None)
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    return [item.start_mark.line for item in node.value]
+
+
+def _is_list(obj: Any) -> bool:
+    return isinstance(obj, list) or (isinstance(obj, dict) and isinstance(obj.get("kind"), str)
+                                     and obj["kind"].endswith("List") and isinstance(obj.get("items"), list))
+
+
+def _split_list(name: str, start: int, chunk: str, obj: Any) -> Iterator[Document]:
+    """The items of a List document, each with the line it starts on (a List of Lists too)."""
+    items = obj if isinstance(obj, list) else obj["items"]
+    lines = _item_lines(chunk, obj)
+    for index, item in enumerate(items):
+        line = start + lines[index] if index < len(lines) else start
+        if _is_list(item):
+            yield from _split_list(name, line, "", item)  # nested: the outer item's line stands for all
+        else:
+            yield Document(name, line, obj=item)
+
+
 def read_documents(name: str, text: str) -> Iterator[Document]:
     if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
         try:
@@ -79,9 +112,10 @@ def read_documents(name: str, text: str) -> Iterator[Document]:
                 yield Document(name, exc.lineno, error=f"not valid JSON: {exc.msg}")
                 return
         else:
-            items = data if isinstance(data, list) else [data]
-            for item in items:
-                yield Document(name, 1, obj=item)
+            if _is_list(data):
+                yield from _split_list(name, 1, text, data)
+            else:
+                yield Document(name, 1, obj=data)
             return
     for start, chunk in _split_yaml(text):
         if not chunk.strip():
@@ -92,14 +126,29 @@ def read_documents(name: str, text: str) -> Iterator[Document]:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = start + (mark.line if mark is not None else 0)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            yield Document(name, line, error=f"not valid YAML: {problem}")
+            hint = f" (a Helm template? {_HELM_HINT})" if "{{" in chunk else ""
+            yield Document(name, line, error=f"not valid YAML: {problem}{hint}")
             continue
         except RecursionError:
             yield Document(name, start, error="not valid YAML: nested too deeply")
             continue
         if obj is None:
             continue
-        yield Document(name, start, obj=obj)
+        if _is_list(obj):
+            yield from _split_list(name, start, chunk, obj)
+        else:
+            yield Document(name, start, obj=obj)
+
+
+_HELM_HINT = "render it first: helm template RELEASE CHART | vllm-fit check -"
+
+
+def _chart_root(path: Path) -> Optional[Path]:
+    """The Helm chart a file belongs to (a folder above it with Chart.yaml), if any."""
+    for parent in path.parents:
+        if (parent / "Chart.yaml").is_file():
+            return parent
+    return None
 
 
 def _files(paths: Sequence[str]) -> Iterator[tuple[str, Optional[str], Optional[str]]]:
@@ -110,8 +159,18 @@ def _files(paths: Sequence[str]) -> Iterator[tuple[str, Optional[str], Optional[
             continue
         p = Path(path)
         if p.is_dir():
+            charts: set[Path] = set()
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix in _SUFFIXES)
             for q in found:
+                chart = _chart_root(q)
+                if chart is not None and (chart == p or p in chart.parents):
+                    # Templates are not manifests until Helm renders them: one line per chart.
+                    if chart not in charts:
+                        charts.add(chart)
+                        yield (str(chart), None,
+                               f"a Helm chart, not manifests; render it first: "
+                               f"helm template RELEASE {chart} | vllm-fit check -")
+                    continue
                 yield from _read(q)
         elif p.exists():
             yield from _read(p)
@@ -158,20 +217,51 @@ def _parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return paths, opts
 
 
-def _row(doc: Document, result: LaunchResult, colour: bool) -> str:
+def _cells(doc: Document, result: LaunchResult) -> list[str]:
     f = result.found
     obj = f"{f.kind}/{f.namespace + '/' if f.namespace else ''}{f.name or '?'}"
-    word = result.word
-    painted = paint(f"{word:<6}", {"FITS": GREEN, "WARN": YELLOW, "REJECT": RED}[word], colour)
-    if result.plan is not None:
-        kv = f"{result.plan.per_gpu.kv_cache_gib:7.2f}"
-        conc = f"{result.plan.kv_cache.max_concurrency:8.2f}x"
+    plan = result.plan
+    if plan is not None and plan.settings:  # a plan of arguments vLLM refuses has no memory figures
+        kv = f"{plan.per_gpu.kv_cache_gib:,.2f} GiB"
+        conc = f"{plan.kv_cache.max_concurrency:,.2f}x"
     else:
-        kv, conc = f"{'-':>7}", f"{'-':>9}"
+        kv, conc = "-", "-"
     gpu = result.gpu or "?"
     count = f.gpus.count if f.gpus.count is not None else "?"
-    return (f"{doc.file}:{doc.line}  {obj}  {f.container}  {painted} {count}x{gpu}  KV {kv} GiB  {conc}  "
-            f"{result.fix()}").rstrip()
+    return [f"{doc.file}:{doc.line}", obj, f.container, result.word, f"{count}x{gpu}", kv, conc, result.fix()]
+
+
+_HEADER = ["WHERE", "OBJECT", "CONTAINER", "VERDICT", "GPUS", "KV CACHE", "CONCURRENCY", "FIX"]
+_RIGHT = {5, 6}  # numbers line up on the right
+
+
+def _table(entries: list[tuple[list[str], list[str]]], colour: bool) -> list[str]:
+    """Rows padded to the widest cell of each column; each launch's reasons under it."""
+    widths = [max(len(cells[i]) for cells in [_HEADER, *(e[0] for e in entries)]) for i in range(len(_HEADER))]
+    colours = {"FITS": GREEN, "WARN": YELLOW, "REJECT": RED}
+
+    def line(cells: list[str], paint_word: bool) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            padded = cell.rjust(widths[i]) if i in _RIGHT else cell.ljust(widths[i])
+            if paint_word and i == 3:
+                padded = paint(padded, colours[cell], colour)
+            out.append(padded)
+        return "  ".join(out).rstrip()
+
+    lines = [line(_HEADER, False)]
+    for cells, reasons in entries:
+        lines.append(line(cells, True))
+        lines.extend(reasons)
+    return lines
+
+
+def _unreadable_entry(file: str, line: Optional[int], message: str) -> dict[str, Any]:
+    """An input that could not be read, in the JSON report beside the launches (same keys)."""
+    return {"file": file, "line": line, "kind": None, "namespace": None, "name": None, "container": None,
+            "launch": None, "gpus": None, "plan": None,  # and, at output, every other key a launch entry has
+            "verdict": {"fits": False, "reasons": [{"code": "unreadable-input", "severity": "error",
+                                                    "message": message, "summary": ""}]}}
 
 
 def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
@@ -188,15 +278,25 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
     except VllmFitError as exc:
         err.write(f"vllm-fit check: {exc}\n")
         return EXIT_BAD_INPUT
-    colour = opts["output"] == "table" and out.isatty() and os.environ.get("NO_COLOR") is None
-    bad = rejected = warned = 0
+    json_output = opts["output"] == "json"
+    colour = not json_output and out.isatty() and os.environ.get("NO_COLOR") is None
+    bad = rejected = warned = launches = 0
     report: list[dict[str, Any]] = []
-    rows: list[str] = []
+    entries: list[tuple[list[str], list[str]]] = []
     documents: list[Document] = []
+    unreadable_ids: set[int] = set()
+
+    def unreadable(file: str, line: Optional[int], message: str) -> None:
+        nonlocal bad
+        bad += 1
+        err.write(f"{file}{f':{line}' if line else ''}: {message}\n")
+        entry = _unreadable_entry(file, line, message)
+        unreadable_ids.add(id(entry))
+        report.append(entry)
+
     for name, text, error in _files(paths):
         if error is not None:
-            err.write(f"{name}: {error}\n")
-            bad += 1
+            unreadable(name, None, error)
             continue
         assert text is not None
         documents.extend(read_documents(name, text))
@@ -204,38 +304,36 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
     configmaps = ConfigMaps.from_objects(doc.obj for doc in documents if doc.error is None)
     for doc in documents:
         if doc.error is not None:
-            err.write(f"{doc.file}:{doc.line}: {doc.error}\n")
-            bad += 1
+            unreadable(doc.file, doc.line, doc.error)
             continue
         if not isinstance(doc.obj, dict):
-            err.write(f"{doc.file}:{doc.line}: not a Kubernetes object (a {type(doc.obj).__name__})\n")
-            bad += 1
+            unreadable(doc.file, doc.line, f"not a Kubernetes object (a {type(doc.obj).__name__})")
             continue
         try:
             results = check_object(doc.obj, resolver=resolver, catalog=catalog, profiles=profiles,
                                    default_gpu=opts["gpu"], default_vllm_version=opts["vllm_version"],
                                    loose=opts["detection"] == "loose", configmaps=configmaps)
         except VllmFitError as exc:
-            err.write(f"{doc.file}:{doc.line}: {exc}\n")
-            bad += 1
+            unreadable(doc.file, doc.line, str(exc))
             continue
         for result in results:
+            launches += 1
             rejected += result.rejected
             warned += bool(result.verdict.fits and result.verdict.reasons)
-            entry = {"file": doc.file, **result.to_json_dict()}
-            report.append(entry)
-            rows.append(_row(doc, result, colour))
-            if opts["output"] == "table":
-                for reason in result.verdict.reasons:
-                    rows.append(f"    {reason.severity}: [{reason.code}] {reason.message}")
-    if opts["output"] == "json":
+            report.append({"file": doc.file, "line": doc.line, **result.to_json_dict()})
+            entries.append((_cells(doc, result),
+                            [f"    {r.severity}: [{r.code}] {r.message}" for r in result.verdict.reasons]))
+    if json_output:
+        # Unreadable inputs get every key a launch entry has (null), so one loop reads them all.
+        keys = next((list(e) for e in report if id(e) not in unreadable_ids), [])
+        report = [{**dict.fromkeys(keys), **e} if id(e) in unreadable_ids else e for e in report]
         out.write(json.dumps(report, indent=2) + "\n")
     else:
-        for row in rows:
-            out.write(row + "\n")
-        total = len(report)
-        out.write(f"{total} vLLM launch{'es' if total != 1 else ''}: {rejected} rejected, {warned} with warnings"
-                  f"{f', {bad} unreadable' if bad else ''}\n")
+        if entries:
+            for row in _table(entries, colour):
+                out.write(row + "\n")
+        out.write(f"{launches:,} vLLM launch{'es' if launches != 1 else ''}: {rejected:,} rejected, "
+                  f"{warned:,} with warnings{f', {bad:,} unreadable' if bad else ''}\n")
     if bad:
         return EXIT_BAD_INPUT
     if rejected or (opts["strict"] and warned):

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from ..errors import VllmFitError
 from ..hub.cache import HubRecord, write_bundle
-from ..hub.errors import HubError
+from ..hub.errors import BUNDLE_HINT, HubError, HubOffline
 from ..hub.hub_resolver import HubResolver
 from ..hub.resolver import BundledResolver
 from ..hub.settings import HubSettings, bundle_dirs_from_env
@@ -87,6 +87,14 @@ def _list(settings: HubSettings, output: str) -> int:
     return EXIT_FITS
 
 
+def _fetch_error(exc: HubError, settings: HubSettings) -> str:
+    """The Hub error without advice to run `models fetch` (this is it), with what would help instead."""
+    text = str(exc).replace(f", or {BUNDLE_HINT}", "").replace(f": {BUNDLE_HINT}", "").replace(BUNDLE_HINT, "")
+    if isinstance(exc, HubOffline) and settings.offline:
+        text += "; fetching needs the Hub: unset HF_HUB_OFFLINE and VLLM_FIT_HUB=0, or run this where the Hub is reachable"
+    return text
+
+
 def _fetch(settings: HubSettings, args: argparse.Namespace) -> int:
     resolver = HubResolver(settings)
     failed = 0
@@ -96,8 +104,10 @@ def _fetch(settings: HubSettings, args: argparse.Namespace) -> int:
             record = resolver.refresh(model_id, args.revision, timeout=args.timeout)
         except HubError as exc:
             failed += 1
-            sys.stderr.write(f"vllm-fit models fetch: {model_id}: {type(exc).__name__}: {exc}\n")
-            results.append({"model": model_id, "error": type(exc).__name__, "message": str(exc)})
+            message = _fetch_error(exc, settings)
+            named = message.startswith(repr(model_id))
+            sys.stderr.write(f"vllm-fit models fetch: {'' if named else model_id + ': '}{message}\n")
+            results.append({"model": model_id, "error": type(exc).__name__, "message": message})
             continue
         entry = {"model": record.model_id, "revision": record.revision, "sha": record.sha,
                  "params_by_dtype": record.info.params_by_dtype, "caveats": list(record.info.caveats),

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from .resolver import ModelNotFound
 
+# Advice for plan, check and the webhook when the Hub cannot be asked; `models fetch` leaves it out
+# (it is the command that just failed).
+BUNDLE_HINT = "bundle the model with `vllm-fit models fetch` where the Hub is reachable"
+
 
 class HubError(ModelNotFound):
     """The Hugging Face Hub could not give the model's metadata."""

@@ -26,7 +26,8 @@ from ..memory.geometry import geometry_from_config, text_config
 from ..memory.model_info import SAFETENSORS_DTYPE_BYTES, ModelInfo
 from ..memory.weights import architecture_params
 from .cache import DEFAULT_REVISION, HubRecord
-from .errors import HubAccessDenied, HubBadResponse, HubError, HubModelNotFound, HubOffline, HubUnavailable
+from .errors import (BUNDLE_HINT, HubAccessDenied, HubBadResponse, HubError, HubModelNotFound, HubOffline,
+                     HubUnavailable)
 from .settings import HubSettings
 
 SINGLE_FILE = "model.safetensors"
@@ -93,7 +94,7 @@ def translate(exc: BaseException, model_id: str, revision: str, settings: HubSet
     if _is_transport(exc):
         kind = "timed out" if "timeout" in type(exc).__name__.lower() else "unreachable"
         return HubUnavailable(f"{where}: the Hub is {kind} ({type(exc).__name__}: {_short(exc)}); "
-                              "check HF_ENDPOINT and the network, or bundle the model (vllm-fit models fetch)")
+                              f"check HF_ENDPOINT and the network, or {BUNDLE_HINT}")
     if isinstance(exc, (ValueError, KeyError, TypeError)) or "SafetensorsParsingError" in names:
         return HubBadResponse(f"{where}: the Hub's answer is not usable ({type(exc).__name__}: {_short(exc)})")
     return HubError(f"{where}: {type(exc).__name__}: {_short(exc)}")

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from ..memory.model_info import ModelInfo
 from .cache import DiskCache, HubRecord, cache_key
-from .errors import HubError, HubModelNotFound, HubOffline, HubTimeout, HubUnavailable
+from .errors import BUNDLE_HINT, HubError, HubModelNotFound, HubOffline, HubTimeout, HubUnavailable
 from .settings import HubSettings
 
 log = logging.getLogger("vllm_fit.hub")
@@ -119,7 +119,7 @@ class HubResolver:
             self.stats["offline_misses"] += 1
             return _done(error=HubOffline(
                 f"{model_id!r} (revision {key[1]}) is neither bundled nor cached, and the Hub is off "
-                "(HF_HUB_OFFLINE / VLLM_FIT_HUB=0): bundle it with `vllm-fit models fetch` where the Hub is reachable"))
+                f"(HF_HUB_OFFLINE / VLLM_FIT_HUB=0): {BUNDLE_HINT}"))
         future = self._start(key, model_id, revision)
         if stale is not None:
             self.stats["stale_served"] += 1

@@ -143,5 +143,15 @@ class GpuCatalog(BaseModel):
             return found
         if _SIZE.match(text):
             return gpu_from_size(text)
-        known = ", ".join(g.name for g in self.gpus[:12])
-        raise VllmFitError(f"unknown GPU {text!r}; give a catalog name ({known}, ...) or a size such as 79.18GiB")
+        close = self.close_names(text)
+        maybe = f"did you mean {' or '.join(close)}? " if close else ""
+        raise VllmFitError(f"unknown GPU {text!r}; {maybe}`vllm-fit gpus` lists every name and alias, "
+                           f"or give the total memory such as 79.18GiB")
+
+    def close_names(self, text: str, limit: int = 3) -> list[str]:
+        """Catalog names whose spelling is near `text` (typos, missing vendor prefixes)."""
+        import difflib
+
+        index = self.__dict__.get("_cache") or self._index()
+        keys = difflib.get_close_matches(_norm(text), list(index), n=limit * 3, cutoff=0.6)
+        return list(dict.fromkeys(index[key].name for key in keys))[:limit]
