@@ -211,24 +211,35 @@ def without(tmp_path):
     return make
 
 
-def test_a_missing_optional_dependency_is_one_install_line(without, tmp_path):
+def test_a_missing_dependency_is_one_install_line(without, tmp_path):
     kubeconfig = kubeconfig_for(tmp_path / "kubeconfig", "https://127.0.0.1:1")
     result = vllm_fit("serve", "--dev", env={**without("kopf"), "KUBECONFIG": str(kubeconfig)})
     assert result.returncode == 2
     line = one_line(result.stderr)
-    assert "'kopf'" in line and "pip install" in line and "vllm-fit[webhook]" in line
+    assert "'kopf'" in line and "pip install" in line
     # The offline commands never need the webhook's packages.
     result = vllm_fit("plan", MODEL, "-tp", "2", env=without("kopf", "aiohttp", "prometheus_client"))
     assert result.returncode == 0, result.stderr
 
 
+def _requirement(name: str) -> str:
+    from importlib.metadata import requires
+
+    return next(r for r in requires("vllm-fit") if re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0].lower() == name)
+
+
 def test_missing_dependency_message_follows_the_installed_requirements():
     from vllm_fit.cli import missing_dependency_message
 
-    assert "vllm-fit[webhook]" in missing_dependency_message("kopf._core")
-    assert "vllm-fit[hub]" in missing_dependency_message("huggingface_hub")
-    assert "pip install vllm-fit" in missing_dependency_message("yaml")  # a core dependency: reinstall
-    assert "pip install leftpad" in missing_dependency_message("leftpad")
+    for module, distribution in (("kopf._core", "kopf"), ("huggingface_hub", "huggingface_hub"), ("yaml", "pyyaml")):
+        requirement = _requirement(distribution)
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", requirement)
+        message = missing_dependency_message(module)
+        if extra:  # an optional part: name the extra
+            assert f"vllm-fit[{extra.group(1)}]" in message, message
+        else:  # a dependency of vllm-fit itself: the installation is incomplete
+            assert "reinstall vllm-fit" in message and "pip install vllm-fit" in message, message
+    assert missing_dependency_message("leftpad").endswith("(pip install leftpad)")
 
 
 def test_an_internal_error_is_one_line_with_how_to_see_more(monkeypatch, capsys):
@@ -252,7 +263,7 @@ REFUSED = [
     (["--gpu-memory-utilization", "-0.5"], "--gpu-memory-utilization", "(0, 1]"),
     (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization", "(0, 1]"),
     (["--gpu-memory-utilization", "95"], "--gpu-memory-utilization", "(0, 1]"),
-    (["--block-size", "7"], "--block-size", "16"),
+    (["--block-size", "7", "--vllm-version", "0.11.0"], "--block-size", "16"),  # choices until vLLM 0.2x
     (["--dtype", "int3"], "--dtype", "bfloat16"),
     (["--gpus-per-node", "abc"], "--gpus-per-node", "1 or more"),
     (["--gpus-per-node", "0"], "--gpus-per-node", "1 or more"),
@@ -272,7 +283,7 @@ def test_plan_values_vllm_refuses_are_usage_errors(args, flag, allowed):
         assert line.startswith("vllm-fit plan: ") and flag in line and allowed in line, line
 
 
-MANIFEST_REFUSED = [args for args, _, _ in REFUSED if args[0] not in ("--gpus-per-node", "--concurrency-threshold")]
+MANIFEST_REFUSED = [args[:2] for args, _, _ in REFUSED if args[0] not in ("--gpus-per-node", "--concurrency-threshold")]
 
 
 def _pod(args: list[str]) -> str:

@@ -67,12 +67,13 @@ def missing_dependency_message(module: str) -> str:
             break
     except (ImportError, PackageNotFoundError):
         pass
+    distribution = _DISTRIBUTION_OF.get(top, top)
     if extra:
         fix = f"pip install 'vllm-fit[{extra}]'"
-    elif extra == "":
-        fix = "reinstall vllm-fit with its dependencies: pip install vllm-fit"
+    elif extra == "":  # a dependency of vllm-fit itself: the installation is incomplete
+        fix = f"reinstall vllm-fit with its dependencies: pip install vllm-fit, or pip install {distribution}"
     else:
-        fix = f"pip install {_DISTRIBUTION_OF.get(top, top)}"
+        fix = f"pip install {distribution}"
     return f"needs the Python package {top!r}, which is not installed ({fix})"
 
 
