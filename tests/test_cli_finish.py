@@ -175,6 +175,8 @@ PIPED = [
     ["gpus"],
     ["gpus", "-o", "json"],
     ["serve", "--help"],
+    ["logs", "--help"],
+    ["verify", "--help"],
     ["--help"],
 ]
 
