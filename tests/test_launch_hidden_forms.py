@@ -488,3 +488,17 @@ def test_webhook_match_conditions_let_the_loose_forms_through():
     for needle in ("c.name.contains('vllm')", "x.contains('max-model-len')", "x.contains('tensor_parallel_size')",
                    "labels['app.kubernetes.io/name'] == 'vllm'", "'Workspace'"):
         assert needle in expression
+
+
+def test_shell_defaults_are_unknowable_when_an_unread_source_may_define_the_name():
+    script = "vllm serve org/m --max-model-len ${MAX_LEN:-4096} --gpu-memory-utilization ${UTIL:=0.85}"
+    base = {"image": "vllm/vllm-openai:v0.11.0", "command": ["sh", "-c", script]}
+    (plain,) = find_launches(pod(base))
+    assert (plain.launch.max_model_len, plain.launch.gpu_memory_utilization) == (4096, 0.85)
+    (secret,) = find_launches(pod({**base, "envFrom": [{"secretRef": {"name": "tuning"}}]}))
+    assert secret.launch.max_model_len is None
+    assert set(secret.launch.unresolved) == {"--max-model-len", "--gpu-memory-utilization"}
+    # A ConfigMap that is read names its keys: the defaults apply to the others.
+    cms = ConfigMaps([("ns", "tuning", {"UTIL": "0.7"})])
+    (read,) = find_launches(pod({**base, "envFrom": [{"configMapRef": {"name": "tuning"}}]}), configmaps=cms)
+    assert (read.launch.max_model_len, read.launch.gpu_memory_utilization) == (4096, 0.7)

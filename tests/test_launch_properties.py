@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from vllm_fit.errors import VllmFitError
 from vllm_fit.launch import UnresolvedValue, find_launches, parse_vllm_args
-from vllm_fit.launch.find import mentions_vllm
+from vllm_fit.launch.find import ConfigMaps, mentions_vllm
+from vllm_fit.profiles import gpu_catalog
+
+CATALOG = gpu_catalog()
 from vllm_fit.launch.shell import split_script
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -20,14 +23,21 @@ KEYS = st.sampled_from([
     "name", "value", "valueFrom", "image", "resources", "limits", "requests", "nvidia.com/gpu", "items",
     "leaderWorkerTemplate", "leaderTemplate", "workerTemplate", "size", "predictor", "model", "nodeSelector",
     "annotations", "jobTemplate", "parallelism", "uri", "storageUri", "restartPolicy", "workerSpec", "x",
+    # issue 16: ConfigMaps, labels, KServe workers, KAITO
+    "configMapRef", "configMapKeyRef", "secretRef", "secretKeyRef", "prefix", "key", "data", "labels", "app",
+    "worker", "dataLocal", "tensor", "inference", "preset", "config", "resource", "instanceType", "count",
+    "inference_config.yaml", "apiVersion",
 ])
 KINDS = st.sampled_from(["Pod", "Deployment", "StatefulSet", "Job", "CronJob", "LeaderWorkerSet", "List",
-                         "InferenceService", "LLMInferenceService", "ServingRuntime", "AppWrapper", "Scale"])
+                         "InferenceService", "LLMInferenceService", "ServingRuntime", "AppWrapper", "Scale",
+                         "Workspace", "ConfigMap"])
 TEXT = st.one_of(
     st.text(max_size=30),
     st.sampled_from(["vllm", "serve", "vllm serve m", "sh", "-c", "--model", "-tp", "$(X)", "$$", "${A:-1}",
                      "python3", "-m", "vllm.entrypoints.openai.api_server", "vllm/vllm-openai:v0.11.0", "2",
-                     "'", '"', "\\", "$((", "hf://a/b", "Always", "--max-model-len=16k", "--no-enforce-eager"]),
+                     "'", '"', "\\", "$((", "hf://a/b", "Always", "--max-model-len=16k", "--no-enforce-eager",
+                     "kaito.sh/v1beta1", "pvc://p", "s3://b/k", "hf://o/m:rev", "phi-4", "Standard_NC48ads_A100_v4",
+                     "vllm:\n  tensor-parallel-size: 2\n", "app.kubernetes.io/name", "--tensor_parallel_size"]),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True), TEXT)
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
@@ -40,6 +50,8 @@ OBJECTS = st.builds(lambda kind, rest: {**rest, "kind": kind}, KINDS, st.diction
 def test_arbitrary_objects_raise_only_our_error(obj):
     try:
         found = find_launches(obj, default_gpu="H100-80GB")
+        # the same object's ConfigMaps (if any), a catalog for KAITO instance types, and strict rules
+        found += find_launches(obj, configmaps=ConfigMaps.from_objects([obj]), catalog=CATALOG, loose=False)
     except VllmFitError:
         return
     for launch in found:
@@ -130,12 +142,41 @@ def test_pathological_shell_inputs_are_linear():
 
 def test_object_reading_is_linear():
     def make(n):
-        env = [{"name": f"V{i}", "value": f"$(V{i - 1})x" if i else "0"} for i in range(n)]
+        # The same 50 chained env entries in every container, so that the input grows as n does
+        # (env[:n] made the input itself grow ~50x for 8x containers and the ratio sat at the limit).
+        env = [{"name": f"V{i}", "value": f"$(V{i - 1})x" if i else "0"} for i in range(50)]
         containers = [{"name": f"c{i}", "image": "vllm/vllm-openai:v0.11.0", "env": env[:50],
                        "args": ["--model", "org/m", "--max-model-len", "$(V3)"] * 5} for i in range(n)]
         obj = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": containers}}}}
         return lambda: find_launches(obj)
     assert _ratio(make, 20) < LIMIT
+
+
+def test_configmap_and_loose_reading_is_linear():
+    def make(n):
+        data = {f"K{i}": f"v{i}" for i in range(50)}
+        configmaps = ConfigMaps([("ns", f"cm{i}", data) for i in range(n)])
+        containers = [{"name": f"c{i}", "image": "example/runtime:1",
+                       "envFrom": [{"configMapRef": {"name": f"cm{i}"}}, {"secretRef": {"name": "s"}}],
+                       "env": [{"name": "M", "valueFrom": {"configMapKeyRef": {"name": f"cm{i}", "key": "K1"}}}],
+                       "args": ["--model", "$(M)", "--max-model-len", "$(K2)"] * 5,
+                       "resources": {"limits": {"nvidia.com/gpu": 1}}} for i in range(n)]
+        obj = {"kind": "Deployment", "metadata": {"name": "d", "namespace": "ns", "labels": {"app": "vllm"}},
+               "spec": {"template": {"spec": {"containers": containers}}}}
+        return lambda: find_launches(obj, configmaps=configmaps)
+    assert _ratio(make, 20) < LIMIT
+
+
+def test_kaito_config_reading_is_linear():
+    def make(n):
+        config = "vllm:\n" + "".join(f"  max-model-len: {1000 + i}\n  gpu-memory-utilization: 0.9\n"
+                                       for i in range(n))
+        configmaps = ConfigMaps([(None, "p", {"inference_config.yaml": config})])
+        obj = {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "w"},
+               "resource": {"instanceType": "Standard_NC48ads_A100_v4"},
+               "inference": {"preset": {"name": "phi-4"}, "config": "p"}}
+        return lambda: find_launches(obj, configmaps=configmaps, catalog=CATALOG)
+    assert _ratio(make, 100) < LIMIT
 
 
 def test_non_vllm_object_is_rejected_cheaply():

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional
 
+from .shell import OPAQUE_ENV
+
 # Kinds whose pod template sits at a known place.
 _TEMPLATE_AT: dict[str, tuple[str, ...]] = {
     "Deployment": ("spec", "template"),
@@ -278,6 +280,8 @@ def container_env(container: dict, injected: Optional[dict[str, Optional[str]]] 
             raw = "" if raw is None else raw if isinstance(raw, str) else str(raw)
             text, unknown = kubelet_expand(raw, values)
             values[name] = None if unknown else text
+    if opaque:
+        values[OPAQUE_ENV] = None
     return ContainerEnv(values, isinstance(env_from, list) and len(env_from) > 0, tuple(config_maps), tuple(secrets),
                         tuple(opaque))
 

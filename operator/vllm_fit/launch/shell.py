@@ -138,11 +138,18 @@ def _matching(text: str, start: int, open_: str, close: str, depth: int = 1) -> 
     return n
 
 
+# A key of `variables` (no environment name can contain NUL) saying the environment also holds
+# names the manifest does not show (envFrom a Secret or an unread ConfigMap): an undefined name
+# may then be defined, so `${X:-default}` is unknowable rather than the default.
+OPAQUE_ENV = "\0opaque-envFrom"
+
+
 class _Scanner:
     def __init__(self, text: str, variables: Variables) -> None:
         self.s = text
         self.vars = variables
-        self.exported = set(variables)  # the container's env is the shell's exported env
+        self.open_env = OPAQUE_ENV in variables
+        self.exported = set(variables) - {OPAQUE_ENV}  # the container's env is the shell's exported env
         self.commands: list[list[Word]] = []
         self.words: list[Word] = []
         self.parts: list[str] = []
@@ -263,6 +270,10 @@ class _Scanner:
             if rest.startswith(op):
                 default = rest[len(op):]
                 use_default = (name not in self.vars) or (op.startswith(":") and value == "")
+                if use_default and name not in self.vars and self.open_env:
+                    self.parts.append(raw)  # may come from the envFrom source the manifest does not show
+                    self.unknown = True
+                    return
                 if not use_default and value is not None:
                     self.parts.append(value)
                 elif use_default and default and "$" not in default and "`" not in default:
