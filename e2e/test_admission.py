@@ -129,3 +129,19 @@ def test_system_and_webhook_namespaces_are_never_blocked(kubectl: Kubectl, names
         assert created is not None and not vllm_annotations(created), created and created["metadata"]
     finally:
         kubectl("delete", "deployment", name, "-n", namespace, "--ignore-not-found", "--wait=false")
+
+
+def test_values_from_a_configmap_are_read_with_the_charts_rbac(kubectl: Kubectl, namespaces: Namespaces):
+    """The webhook GETs the ConfigMap the launch reads (issue 16) as the chart's ServiceAccount: the
+    same TP=1 launch with its model and TP in a ConfigMap is denied with the same numbers."""
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "llama-serving", "namespace": namespaces.enforce},
+                 "data": {"MODEL": "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "TP": "1"}}
+    assert kubectl.apply(configmap).ok
+    obj = placed(manifest(TP1), namespaces.enforce, "llama70b-from-configmap")
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = ["$(MODEL)", "--tensor-parallel-size=$(TP)"] + container["args"][2:]
+    container["envFrom"] = [{"configMapRef": {"name": "llama-serving"}}]
+    result = kubectl.apply(obj)
+    assert_denied_with_the_numbers(result)
+    assert kubectl.get("deployment", "llama70b-from-configmap", namespaces.enforce) is None
