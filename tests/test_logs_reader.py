@@ -160,3 +160,28 @@ def test_v0_namespace_args_line():
     log = read_startup_log(text)
     assert log.non_default_args["model"] == "microsoft/Phi-3-mini-4k-instruct"
     assert "fn" not in log.non_default_args
+
+
+def test_vllm_json_formatter_keeps_ranks_apart():
+    lines = [json.dumps({"asctime": "2026-11-20 10:00:41", "levelname": "INFO", "name": "vllm.v1.worker.gpu_worker",
+                         "processName": name, "process": pid, "message": f"Available KV cache memory: {kv} GiB"})
+             for name, pid, kv in (("Worker_TP1", 4, 57.0), ("Worker_TP0", 3, 56.9))]
+    log = read_startup_log("\n".join(lines))
+    assert log.measured.kv_cache_gib == 56.9
+    assert [r.rank for r in log.ranks] == ["Worker_TP0 pid=3", "Worker_TP1 pid=4"]
+
+
+def test_custom_logging_prefix_before_the_process_prefix():
+    log = read_startup_log("[my-vllm] (EngineCore pid=7) INFO 11-20 10:00:41 [gpu_worker.py:795] "
+                           "Available KV cache memory: 12.5 GiB\n")
+    assert log.measured.kv_cache_gib == 12.5 and log.ranks == ()
+
+
+@pytest.mark.parametrize("text, name", [
+    ("|   0  NVIDIA H100 80GB HBM3          On  |   00000000:18:00.0 Off |                    0 |", "NVIDIA H100 80GB HBM3"),
+    ("GPU 0: NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB"),
+    ("(EngineCore_DP0 pid=1) WARNING 01-01 00:00:00 [cuda.py:1] ... Your Tesla T4 GPU has compute capability 7.5.",
+     "Tesla T4"),
+])
+def test_gpu_name_where_the_log_says_it(text, name):
+    assert read_startup_log(text).gpu_name == name

@@ -18,29 +18,30 @@ from typing import Iterator, Optional
 
 ANSI = re.compile(r"(?:\x1b|\^\[)\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 # Wrappers in front of a record, tried repeatedly (a JSON pipeline can sit under kubectl --prefix).
-_WRAPPERS = (
-    re.compile(r"^\[pod/[^\]\s]+\]\s?"),  # kubectl logs --prefix
-    re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)\s"),  # --timestamps
-    re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?\]\s"),  # CI timestamps
-    re.compile(r"^[\w.-]+-\d+\s+\|\s?"),  # docker compose "vllm-1  | "
-    re.compile(r"^\s*\|\s+(?=\S)"),  # CI log tables " | "
-    re.compile(r"^\s*[│┃|]\s"),  # terminal UIs (k9s) draw a border
-    re.compile(r"^\w{3,}\.? \d{1,2} \d\d:\d\d:\d\d \S+ [\w.\-/]+\[\d+\]:\s"),  # journald
-    re.compile(r"^\s*>\s?"),  # quoted in a post
+_WRAPPERS = re.compile(
+    "|".join((
+        r"\[pod/[^\]\s]+\]\s?",  # kubectl logs --prefix
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)\s",  # --timestamps
+        r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?\]\s",  # CI timestamps
+        r"[\w.-]{1,128}-\d+ {1,16}\|\s?",  # docker compose "vllm-1  | "
+        r" {0,8}\| {1,8}(?=\S)",  # CI log tables " | "
+        r" {0,8}[│┃|]\s",  # terminal UIs (k9s) draw a border
+        r"\w{3,}\.? \d{1,2} \d\d:\d\d:\d\d \S{1,128} [\w.\-/]{1,128}\[\d+\]:\s",  # journald
+        r" {0,8}> ?",  # quoted in a post
+    ))
 )
-_TRAILING_BORDER = re.compile(r"\s*[│┃]\s*$")
-_RAY_REPEAT = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
-PREFIX = re.compile(r"^\((?P<name>[A-Za-z_][\w.\- ]*?)(?: rank=(?P<rank>\d+))? pid=(?P<pid>\d+)(?:, ip=(?P<ip>[\w.:-]+))?\)\s*")
+_RAY_REPEAT = re.compile(r"\[repeated \d+x across cluster\]$")
+PREFIX = re.compile(r"^\((?P<name>[A-Za-z_][\w.\- ]{0,80}?)(?: rank=(?P<rank>\d+))? pid=(?P<pid>\d+)(?:, ip=(?P<ip>[\w.:-]{1,64}))?\)\s*")
 _TORCH_RANK = re.compile(r"^\[rank(?P<rank>\d+)\]:\s?")
 LEVEL = re.compile(
     r"(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s+(?P<ts>\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s+"
     r"(?:\[(?P<where>[^\]]+)\]|(?P<where_old>[\w./-]+\.py:\d+)\])\s?"
 )
 # A record whose level marker is not at the start: a progress bar printed it over.
-_EMBEDDED = re.compile(
-    r"(?:\((?:[A-Za-z_][\w.\- ]*?)(?: rank=\d+)? pid=\d+(?:, ip=[\w.:-]+)?\)\s*)*"
-    r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d"
-)
+_LEVEL_MARK = re.compile(r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d")
+# Process prefixes right before a level marker (bounded: a line is not trusted to be sane).
+_PREFIXES_BEFORE = re.compile(r"(?:\([A-Za-z_][\w.\- ]{0,80}(?: rank=\d+)? pid=\d+(?:, ip=[\w.:-]{1,64})?\)\s{0,4}){1,4}$")
+MAX_PREFIXES = 8
 _JSON_MESSAGE_KEYS = ("message", "msg", "log", "textPayload", "MESSAGE", "text")
 _JSON_LEVEL_KEYS = ("levelname", "level", "severity", "lvl")
 
@@ -71,19 +72,26 @@ def _unwrap_json(line: str) -> tuple[list[str], Optional[str]]:
         value = payload.get(key)
         if isinstance(value, str):
             level = next((str(payload[k]).upper() for k in _JSON_LEVEL_KEYS if isinstance(payload.get(k), str)), None)
-            return value.rstrip("\n").split("\n"), level
+            lines = value.rstrip("\n").split("\n")
+            # vLLM's JSON formatter (VLLM_LOGGING_CONFIG / log_formatter json) carries the process
+            # as fields instead of the "(NAME pid=N)" prefix: restore it, so ranks stay apart.
+            name, pid = payload.get("processName"), payload.get("process")
+            if isinstance(name, str) and isinstance(pid, int) and name != "MainProcess":
+                lines = [f"({name} pid={pid}) {line}" if not line.startswith("(") else line for line in lines]
+            return lines, level
     return [line], None
 
 
 def _strip_wrappers(line: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for pattern in _WRAPPERS:
-            stripped = pattern.sub("", line, count=1)
-            if stripped != line:
-                line, changed = stripped, True
-    return _TRAILING_BORDER.sub("", line)
+    for _ in range(8):
+        m = _WRAPPERS.match(line)
+        if not m or not m.end():
+            break
+        line = line[m.end():]
+    line = line.rstrip()
+    if line.endswith(("│", "┃")):
+        line = line[:-1].rstrip()
+    return line
 
 
 def physical_lines(text: str) -> Iterator[tuple[str, Optional[str]]]:
@@ -110,12 +118,16 @@ def _expand(segment: str) -> Iterator[tuple[str, Optional[str]]]:
 def records(text: str) -> list[Record]:
     out: list[Record] = []
     for index, (line, json_level) in enumerate(physical_lines(text)):
-        embedded = _EMBEDDED.search(line)
-        if embedded and embedded.start() > 0:
-            line = line[embedded.start():]
+        mark = _LEVEL_MARK.search(line)
+        if mark and mark.start() > 2:
+            before = line[max(0, mark.start() - 600):mark.start()]
+            prefixes = _PREFIXES_BEFORE.search(before)
+            start = mark.start() - (len(before) - prefixes.start()) if prefixes else mark.start()
+            if start > 0 and not PREFIX.match(line):
+                line = line[start:]
         rank = ""
         prefixed = False
-        while True:
+        for _ in range(MAX_PREFIXES):
             m = PREFIX.match(line)
             if not m:
                 break
@@ -132,7 +144,9 @@ def records(text: str) -> list[Record]:
         if m and m.start() <= 2:
             level = m.group("level")
             line = line[m.end():]
-        line = _RAY_REPEAT.sub("", line).rstrip()
+        line = line.rstrip()
+        if line.endswith("across cluster]"):
+            line = _RAY_REPEAT.sub("", line).rstrip()
         out.append(Record(index=index, rank=rank, level=level, message=line.strip(),
                           bare=not prefixed and level is None, text=line))
     return out

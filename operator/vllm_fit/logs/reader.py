@@ -26,7 +26,7 @@ from .model import (
 )
 
 GIB = float(1 << 30)
-_NUM = r"(-?\d+(?:\.\d+)?)"
+_NUM = r"(?<![\d.])(-?\d+(?:\.\d+)?)"  # starts at a number's first digit (no quadratic rescans)
 _INT = r"(\d[\d,]*)"
 
 
@@ -127,7 +127,7 @@ _VERSION = (
 )
 _GPU_NAME = (
     re.compile(r"Your (.+?) GPU (?:has|does not have) (?:a )?compute capability"),
-    re.compile(r"\|\s+\d+\s+((?:NVIDIA|Tesla|Quadro|AMD|Instinct)[^|]*?)\s{2,}(?:On|Off)\s+\|"),
+    re.compile(r"(?:^|\|)\s{0,8}\d{1,2}\s{1,8}((?:NVIDIA|Tesla|Quadro|AMD|Instinct)[^|]{1,80}?)\s{2,}(?:On|Off)\s+\|"),
     re.compile(r"^GPU \d+: ((?:NVIDIA|Tesla|Quadro|AMD)[^(\n]*?)\s*(?:\(UUID.*)?$"),
     re.compile(r"\"device_name\": \"([^\"]+)\""),
 )
@@ -246,7 +246,17 @@ def _balanced(message: str) -> bool:
     return depth <= 0 and not quote and not message.rstrip().endswith(",")
 
 
+# Every figure line has one of these words: lines without any skip the figure patterns.
+_ANY_FIGURE = re.compile(r"took|GiB|GB\b|blocks|KV cache|concurrency|max seq len|total_gpu_memory|Free memory|"
+                         r"Requested memory|requested GPU memory|total capacity|Memory profiling|LLM engine|"
+                         r"non_torch|activation|utilization")
+MAX_FIGURE_LINE = 16 << 10  # figure lines are short; a longer line is matched on its head
+
+
 def _figure_count(message: str) -> int:
+    message = message[:MAX_FIGURE_LINE]
+    if not _ANY_FIGURE.search(message):
+        return 0
     return sum(1 for p in _PATTERNS if p.regex.search(message))
 
 
@@ -409,8 +419,9 @@ def read_startup_log(text: str) -> StartupLog:
         if not msg:
             continue
         state = ranks.get(rec.rank)
-        for pattern in _PATTERNS:
-            m = pattern.regex.search(msg)
+        head = msg[:MAX_FIGURE_LINE]
+        for pattern in _PATTERNS if _ANY_FIGURE.search(head) else ():
+            m = pattern.regex.search(head)
             if not m:
                 continue
             value = pattern.convert(m.group(pattern.group))
