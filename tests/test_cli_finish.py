@@ -488,6 +488,8 @@ def _emitted_reason_codes() -> set[str]:
         codes.update(re.findall(r'\bcode="([a-z][a-z0-9-]+)"', text))
         codes.update(re.findall(r'_reason\(\s*"([a-z][a-z0-9-]+)"', text))
         codes.update(re.findall(r'"code": "([a-z][a-z0-9-]+)"', text))
+        for chosen in re.findall(r'\bcode = "([a-z][a-z0-9-]+)"(?: if [^\n]* else "([a-z][a-z0-9-]+)")?', text):
+            codes.update(c for c in chosen if c)
     return codes
 
 
