@@ -177,17 +177,21 @@ def check_launch(
     result_plan: Optional[MemoryPlan] = None
     if model_info is not None and gpu is not None and not found.problems and not found.not_judged:
         gpus_given = found.gpus.count if found.gpus.count else None
-        effective = launch
-        if launch.vllm_version is None and default_vllm_version:
-            effective = launch.model_copy(update={"vllm_version": default_vllm_version})
         try:
             kwargs: dict[str, Any] = {}
             if default_vllm_version:
                 kwargs["default_version"] = default_vllm_version
-            result_plan = plan(model_info, effective, gpu, profiles, gpus_given=gpus_given,
+            result_plan = plan(model_info, launch, gpu, profiles, gpus_given=gpus_given,
                                gpus_per_node=gpus_per_node, concurrency_threshold=concurrency_threshold, **kwargs)
         except VllmFitError as exc:
             findings.append(_reason("plan-failed", "warning", f"{where}: cannot plan: {exc}"))
+        if result_plan is not None and launch.vllm_version is None:
+            image = found.image or "the image"
+            findings.append(Reason(
+                code="vllm-version-assumed", severity="warning",
+                message=f"{where}: {image} states no vLLM version; judged as vLLM {result_plan.vllm_version} "
+                        f"({result_plan.vllm_version_source}); pin a versioned tag or set default_vllm_version",
+                summary=f"{where}: image states no vLLM version; judged as vLLM {result_plan.vllm_version}"))
     reasons = list(findings)
     if result_plan is not None:
         reasons.extend(result_plan.verdict.reasons)

@@ -31,7 +31,8 @@ ANNOTATION_PREFIX = "vllm-fit.io/"
 SKIP_ANNOTATION = ANNOTATION_PREFIX + "skip"
 MODEL_ID_ANNOTATION = ANNOTATION_PREFIX + "model-id"
 RESULT_ANNOTATIONS = tuple(ANNOTATION_PREFIX + key for key in (
-    "verdict", "kv-cache-gib", "kv-cache-tokens", "max-concurrency", "weights-gib", "gpu", "gpu-source", "profile"))
+    "verdict", "kv-cache-gib", "kv-cache-tokens", "max-concurrency", "weights-gib", "gpu", "gpu-source", "profile",
+    "vllm-version"))
 # Cache entries are skipped for objects whose judged parts are this large (a flood of big,
 # distinct dry-run objects must not fill the webhook's memory).
 CACHEABLE_BYTES = 64 * 1024
@@ -345,6 +346,7 @@ class Reviewer:
                 # unless the user's own annotation decided.
                 ANNOTATION_PREFIX + "gpu-source": primary.found.gpus.type_source,
                 ANNOTATION_PREFIX + "profile": f"{p.profile_band} (vLLM {p.vllm_version})",
+                ANNOTATION_PREFIX + "vllm-version": f"{p.vllm_version} ({p.vllm_version_source or 'stated'})",
             })
         elif results and results[0].gpu:
             wanted[ANNOTATION_PREFIX + "gpu"] = results[0].gpu

@@ -31,7 +31,8 @@ def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
     par = plan.parallel
     lines = [
         f"{plan.model} on {g['name']} ({g['total_gib']:.2f} GiB{', nominal' if g.get('nominal') else ''}), "
-        f"vLLM {plan.vllm_version} (profile {plan.profile_band})",
+        f"vLLM {plan.vllm_version} (profile {plan.profile_band}"
+        + (f"; {plan.vllm_version_source}" if plan.vllm_version_source.startswith("default") else "") + ")",
         f"TP={par['tensor_parallel_size']} PP={par['pipeline_parallel_size']} DP={par['data_parallel_size']}  "
         f"util {s.get('gpu_memory_utilization', 0):.2f}  max-model-len {kv.max_model_len:,}  block {kv.block_size}  "
         f"kv-cache-dtype {kv.kv_cache_dtype}",

@@ -79,7 +79,7 @@ vLLM flags are accepted and ignored, with a note, because they do not change mem
 vllm-fit flags:
   --gpu NAME|SIZE                      a GPU from `vllm-fit gpus` (name, alias, GFD or GKE label) or a
                                        total such as 79.18GiB (default H100-80GB)
-  --vllm-version X.Y.Z                 the vLLM release to model (default {DEFAULT_VLLM_VERSION})
+  --vllm-version X.Y.Z                 the vLLM release to model (default {DEFAULT_VLLM_VERSION}, the newest modelled)
   --gpus-per-node N                    GPUs per node, how far suggestions search TP (default {DEFAULT_GPUS_PER_NODE})
   --concurrency-threshold X            warn below this many concurrent max-length requests (default {DEFAULT_CONCURRENCY_THRESHOLD:g})
   --profiles DIR                       measured profiles (files `vllm-fit logs --write-profile` writes) to plan
@@ -169,6 +169,8 @@ def main(argv: Sequence[str]) -> int:
         env = {k: v for k, v in os.environ.items() if k.startswith("VLLM_") and not k.startswith("VLLM_FIT_")}
         parsed = parse_vllm_args(rest, vllm_version=version, env=env)
         launch = parsed.launch
+        if version:
+            launch = launch.model_copy(update={"vllm_version_source": "--vllm-version"})
         if not launch.model:
             raise VllmFitError("give a MODEL (a Hugging Face id or a directory with config.json)")
         catalog = gpu_catalog()

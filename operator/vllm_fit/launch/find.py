@@ -542,11 +542,13 @@ def _vllm_env(variables: dict[str, Optional[str]]) -> dict[str, str]:
 
 def _parse(entrypoint: Entrypoint, argv: list[str], version: Optional[str], env: dict[str, str]
            ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...]]:
+    source = "image tag" if version else None
     try:
         parsed = parse_vllm_args(argv, entrypoint=entrypoint, vllm_version=version, env=env)
     except VllmFitError as exc:
-        return VllmLaunch(vllm_version=version, env=env), (str(exc),), ()
-    return parsed.launch, (), tuple(parsed.ignored)
+        return VllmLaunch(vllm_version=version, vllm_version_source=source, env=env), (str(exc),), ()
+    launch = parsed.launch.model_copy(update={"vllm_version_source": source}) if source else parsed.launch
+    return launch, (), tuple(parsed.ignored)
 
 
 def _containers(spec: dict) -> list[tuple[dict, bool]]:

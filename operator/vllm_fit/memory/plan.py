@@ -29,7 +29,7 @@ from .runtime import RuntimeProfiles
 from .settings import InvalidSetting, Settings, resolve_settings
 from .suggest import _suggest
 from .verdict import _reasons, _short
-from .versions import DEFAULT_VLLM_VERSION, parse_version
+from .versions import DEFAULT_VLLM_VERSION, NEWEST_MODELLED_VERSION, parse_version
 
 __all__ = ["DEFAULT_CONCURRENCY_THRESHOLD", "DEFAULT_GPUS_PER_NODE", "KvCache", "MemoryPlan", "PerGpu", "Reason",
            "Severity", "Suggestions", "Verdict", "parallelism_problems", "plan", "valid_tensor_parallel_sizes"]
@@ -63,7 +63,18 @@ def plan(
     suggestions = _suggest(model, s, gpu, profiles, ev, gpus_per_node) if suggest else Suggestions()
     reasons = _reasons(model, s, gpu, ev, suggestions, gpus_given, concurrency_threshold)
     fits = not any(r.severity == "error" for r in reasons)
-    return _assemble(model, s, gpu, ev, reasons, fits, suggestions)
+    result = _assemble(model, s, gpu, ev, reasons, fits, suggestions)
+    result.__dict__["vllm_version_source"] = version_source(launch, default_version)
+    return result
+
+
+def version_source(launch: VllmLaunch, default_version: str) -> str:
+    """How the vLLM version a launch is judged as was decided."""
+    if launch.vllm_version:
+        return launch.vllm_version_source or "stated"
+    if default_version == NEWEST_MODELLED_VERSION:
+        return "default: the newest modelled release"
+    return "default: configured"
 
 
 def _invalid_plan(model: ModelInfo, launch: VllmLaunch, gpu: GpuSpec, profiles: RuntimeProfiles, message: str,
@@ -74,6 +85,7 @@ def _invalid_plan(model: ModelInfo, launch: VllmLaunch, gpu: GpuSpec, profiles: 
     zero = PerGpu(weights_gib=0, activation_gib=0, non_torch_gib=0, cuda_graph_gib=0, requested_gib=0, kv_cache_gib=0)
     return MemoryPlan(
         model=model.model_id, vllm_version=version, profile_band=profiles.band_for(version).name,
+        vllm_version_source=version_source(launch, default_version),
         gpu={"name": gpu.name, "total_gib": round(gpu.total_gib, 2), "nominal": gpu.nominal},
         parallel={"tensor_parallel_size": launch.tensor_parallel_size or 1,
                   "pipeline_parallel_size": launch.pipeline_parallel_size or 1,

@@ -77,6 +77,8 @@ class MemoryPlan(BaseModel):
     model: str
     vllm_version: str
     profile_band: str
+    # How the version was decided: "image tag", "stated", or "default: ..." (see plan()).
+    vllm_version_source: str = ""
     gpu: dict[str, object]
     parallel: dict[str, int]
     per_gpu: PerGpu
