@@ -248,6 +248,7 @@ def test_lws_headless_worker_is_part_of_the_leaders_replica():
         "leader/vllm", "leader", 1, 4, False)
     assert (worker.container, worker.role, worker.pods, worker.gpus_per_pod, worker.headless) == (
         "worker/vllm", "worker", 1, 4, True)
+    assert (leader.data_parallel_start_rank, worker.data_parallel_start_rank) == (0, 4)
     assert worker.data_parallel_ranks_per_pod == 4
 
 
@@ -316,6 +317,7 @@ def test_llmisvc_data_parallel_worker_ranks_per_pod_and_replica_gpus():
     assert (found.gpus.count, found.gpus.per_pod, found.gpus.pods) == (16, 4, 4)
     leader, worker = found.members
     assert (leader.pods, worker.pods, worker.headless, worker.data_parallel_ranks_per_pod) == (1, 3, True, 2)
+    assert (leader.data_parallel_start_rank, worker.data_parallel_start_rank) == (0, 2)
 
 
 def test_llmisvc_pipeline_worker_and_missing_template():

@@ -167,3 +167,23 @@ def test_a_kaito_workspace_reads_its_inference_config_through_the_api():
     # Planned with what the ConfigMap states (TP=1 on one of the 8 GPUs the SKU gives the pod).
     assert result.plan is not None and result.plan.per_gpu.weights_gib > 60
     assert judgement.verdict in ("warn", "reject")
+
+
+def test_an_update_that_keeps_the_launch_is_not_blocked_when_values_come_from_a_configmap():
+    """Scaling a Deployment whose (bad) launch reads a ConfigMap leaves the launch as it was: the
+    old object is read with the same ConfigMaps, so the update is recognised as unchanged."""
+    from vllm_fit.admission.config import WebhookConfig
+    from vllm_fit.admission.review import Reviewer
+    from vllm_fit.hub.resolver import BundledResolver
+    from vllm_fit.profiles import gpu_catalog, runtime_profiles
+
+    api = FakeApi({("llm", "llama-serving"): dict(CONFIGMAP["data"])})
+    reviewer = Reviewer(WebhookConfig(default_gpu="H100-80GB"), BundledResolver(), gpu_catalog(),
+                        runtime_profiles(), configmaps=ConfigMapReader(api))
+    old = deployment("scaled", [{"configMapRef": {"name": "llama-serving"}}])
+    assert asyncio.run(reviewer.review(old)).decision == "deny"
+    new = copy.deepcopy(old)
+    new["spec"]["replicas"] = 3
+    judgement = asyncio.run(reviewer.review(new, old=old, operation="UPDATE"))
+    assert judgement.decision == "allow" and judgement.verdict == "reject"
+    assert any("unchanged" in w for w in judgement.warnings)

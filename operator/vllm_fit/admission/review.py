@@ -19,7 +19,7 @@ from ..errors import VllmFitError
 from ..hub.errors import HubTimeout
 from ..hub.resolver import ModelNotFound, ModelResolver
 from ..launch import find_launches
-from ..launch.find import mentions_vllm, text_gate
+from ..launch.find import ConfigMaps, mentions_vllm, text_gate
 from ..memory.gpu import GpuCatalog, GpuSpec
 from ..check import LaunchResult, check_launch
 from ..memory.plan import Reason, Verdict
@@ -268,32 +268,38 @@ class Reviewer:
                              duration_seconds=time.monotonic() - started)
         if not found:
             return Judgement(mode=mode, verdict="none", duration_seconds=time.monotonic() - started)
-        found, configmap_problems = await self._with_configmaps(obj, found, namespace, started)
+        found, configmaps, configmap_problems = await self._with_configmaps(obj, found, namespace, started)
         deadline = started + self.config.deadline_seconds * 0.9
         results = list(await asyncio.gather(*(self._judge_launch(f, obj, deadline) for f in found)))
         unchanged = operation == "UPDATE" and old is not None and (
-            old.get("spec") == obj.get("spec") or _fingerprint(self._find_or_warn(old)[0]) == _fingerprint(found))
+            old.get("spec") == obj.get("spec")
+            or _fingerprint(self._find_with(old, configmaps)) == _fingerprint(found))
         return self._decide(obj, results, mode, unchanged, time.monotonic() - started,
                             extra_warnings=configmap_problems)
 
+    def _find_with(self, obj: dict[str, Any], configmaps: Optional[ConfigMaps]) -> list[Any]:
+        """The launches as this review reads them (the old object of an UPDATE with the same ConfigMaps)."""
+        if configmaps is None:
+            return self._find_or_warn(obj)[0]
+        try:
+            return find_launches(obj, vllm_images=self.config.vllm_images, default_gpu=self.config.default_gpu,
+                                 catalog=self.catalog, loose=self.config.loose_detection, configmaps=configmaps)
+        except VllmFitError:
+            return []
+
     async def _with_configmaps(self, obj: dict[str, Any], found: list[Any], namespace: Optional[str],
-                               started: float) -> tuple[list[Any], list[str]]:
+                               started: float) -> tuple[list[Any], Optional[ConfigMaps], list[str]]:
         """Read again with the ConfigMaps the launches take values from, fetched from the API server
         within the first half of the deadline (the model lookup needs the rest). Only objects whose
         launches read a ConfigMap cost an API call."""
         names = [name for f in found for name in f.config_maps]
         if not names or self.configmaps is None:
-            return found, []
+            return found, None, []
         configmaps, problems = await self.configmaps.read(namespace, names,
                                                           started + self.config.deadline_seconds * 0.45)
         if not len(configmaps):
-            return found, problems
-        try:
-            return find_launches(obj, vllm_images=self.config.vllm_images, default_gpu=self.config.default_gpu,
-                                 catalog=self.catalog, loose=self.config.loose_detection,
-                                 configmaps=configmaps), problems
-        except VllmFitError:
-            return found, problems
+            return found, None, problems
+        return self._find_with(obj, configmaps) or found, configmaps, problems
 
     def _decide(self, obj: dict[str, Any], results: list[LaunchResult], mode: str, unchanged: bool,
                 duration: float, extra_warnings: list[str] = ()) -> Judgement:  # type: ignore[assignment]

@@ -675,7 +675,7 @@ def _lws_replica(leaders: list[FoundLaunch], workers: list[FoundLaunch]) -> list
         members.append(_member(main, "leader", 1))
         if size > 1:
             if workers:
-                members.append(_member(workers[0], "worker", size - 1))
+                members.append(_member(workers[0], "worker", size - 1, first_pod=1))
             else:  # the workers run something else (a Ray worker): their GPUs still serve the replica
                 members.append(ReplicaMember(container="worker", role="worker", pods=size - 1,
                                              gpus_per_pod=(main.gpus.count - (main.gpus.per_pod or 0)) // (size - 1)))
@@ -685,10 +685,13 @@ def _lws_replica(leaders: list[FoundLaunch], workers: list[FoundLaunch]) -> list
     return [main.model_copy(update={"members": tuple(members)}), *rest]
 
 
-def _member(found: FoundLaunch, role: str, pods: int) -> ReplicaMember:
+def _member(found: FoundLaunch, role: str, pods: int, first_pod: int = 0) -> ReplicaMember:
+    """`first_pod`: this member's first pod's index in the group (the leader is pod 0)."""
+    local = found.launch.data_parallel_size_local
+    start = first_pod * local if local else None
     return ReplicaMember(container=found.container, role=role, pods=pods,  # type: ignore[arg-type]
                          gpus_per_pod=found.gpus.per_pod or 0, headless=found.headless,
-                         data_parallel_ranks_per_pod=found.launch.data_parallel_size_local)
+                         data_parallel_ranks_per_pod=local, data_parallel_start_rank=start)
 
 
 # ---------------------------------------------------------------- entry point

@@ -243,10 +243,12 @@ def _llmisvc_role(ctx: "_Context", obj: dict, prefix: str, role: dict, source: O
     if pods > 1:
         local = launch.data_parallel_size_local
         members = (ReplicaMember(container=container, role="leader", pods=1, gpus_per_pod=count,
-                                 data_parallel_ranks_per_pod=local),
+                                 data_parallel_ranks_per_pod=local, data_parallel_start_rank=0 if local else None),
                    ReplicaMember(container=f"{prefix}worker/{(worker_main or {}).get('name') or 'main'}",
                                  role="worker", pods=pods - 1, gpus_per_pod=worker_count,
-                                 headless=data_parallel, data_parallel_ranks_per_pod=local))
+                                 headless=data_parallel, data_parallel_ranks_per_pod=local,
+                                 # START_RANK = LWS_WORKER_INDEX * dataLocal in KServe's worker config
+                                 data_parallel_start_rank=local if local else None))
     total = count + (pods - 1) * worker_count
     gpus = gpu_request(total, resource, kind_source).model_copy(update={"per_pod": count, "pods": pods})
     notes: tuple[str, ...] = ()

@@ -143,3 +143,5 @@ class ReplicaMember(BaseModel):
     gpus_per_pod: int
     headless: bool = False  # `vllm serve --headless`: engine ranks only, no API server
     data_parallel_ranks_per_pod: Optional[int] = None  # --data-parallel-size-local in this pod
+    # The data-parallel rank of this member's first pod (each next pod starts ranks_per_pod later).
+    data_parallel_start_rank: Optional[int] = None
