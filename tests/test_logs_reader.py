@@ -185,3 +185,22 @@ def test_custom_logging_prefix_before_the_process_prefix():
 ])
 def test_gpu_name_where_the_log_says_it(text, name):
     assert read_startup_log(text).gpu_name == name
+
+
+def test_034_extensible_kv_cache_final_size_wins_over_the_estimate():
+    text = ("(EngineCore pid=1) INFO 11-20 10:00:41 [gpu_worker.py:795] Available KV cache memory: 60.1 GiB\n"
+            "(EngineCore pid=1) INFO 11-20 10:00:55 [extensible_kv_cache.py:693] Memory after warmup: 3.2 GiB free, "
+            "2.0 GiB committed to the KV cache, 1.9 GiB kept for transient activations (1.71 GiB allocated at peak, "
+            "1.9 GiB of torch reservation growth); 3900 KV cache blocks (60.94 GiB) fit within the requested 79.18 GiB. "
+            "Torch may reserve up to 20.0 GiB.\n"
+            "(EngineCore pid=1) INFO 11-20 10:00:56 [extensible_kv_cache.py:536] Extended KV cache to 3900 blocks (60.94 GiB).\n")
+    m = read_startup_log(text).measured
+    assert (m.kv_cache_gib, m.gpu_blocks, m.activation_gib, m.requested_gib) == (60.94, 3900, 1.71, 79.18)
+
+
+def test_018_notice_gives_the_utilization():
+    text = ("(EngineCore pid=1) INFO 04-13 19:51:24 [gpu_worker.py:470] In v0.19, CUDA graph memory profiling will be "
+            "enabled by default (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1), which more accurately accounts for CUDA "
+            "graph memory during KV cache allocation. To try it now, set VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1 and "
+            "increase --gpu-memory-utilization from 0.9000 to 0.9690 to maintain the same effective KV cache size.\n")
+    assert read_startup_log(text).gpu_memory_utilization == 0.9

@@ -64,6 +64,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _p("activation_gib", r"PyTorch activation peak memory(?: takes)?\s+" + _NUM + r" ?GiB"),
     _p("activation_gib", r"torch peak memory increase: " + _NUM + r" ?GiB"),
     _p("activation_gib", _NUM + r" GiB for peak activation", priority=1),
+    _p("activation_gib", r"kept for transient activations \(" + _NUM + r" GiB allocated at peak", priority=2),
     # non-torch: V0 0.6.5+, the DEBUG repr (0.9-0.27), the 0.10.2 summary.
     _p("non_torch_gib", r"non_torch_memory(?: takes)?\s+" + _NUM + r" ?GiB"),
     _p("non_torch_gib", r"Memory profiling results:.*\bnon_torch_memory=" + _NUM + r" ?GiB"),
@@ -78,7 +79,10 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _p("cuda_graph_gib", _NUM + r" GiB for CUDAGraph memory", priority=1),
     _p("cuda_graph_estimate_gib", r"Estimated CUDA graph memory: " + _NUM + r" GiB total"),
     _p("cuda_graph_estimate_gib", r"CUDA graph pool memory: [-\d.]+ GiB \(actual\), " + _NUM + r" GiB \(estimated\)"),
-    # KV cache memory per GPU.
+    # KV cache memory per GPU. 0.34's extensible KV cache re-sizes after warm-up and graph
+    # capture: its final size wins over the profiling estimate printed before.
+    _p("kv_cache_gib", r"Extended KV cache to \d+ blocks \(" + _NUM + r" GiB\)", priority=-1),
+    _p("kv_cache_gib", r"\d+ KV cache blocks \(" + _NUM + r" GiB\) fit within the requested", priority=-1),
     _p("kv_cache_gib", r"Available KV cache memory: " + _NUM + r" ?GiB"),
     _p("kv_cache_gib", r"the rest of the memory reserved for KV Cache is " + _NUM + r" ?GiB"),
     _p("kv_cache_gib", r"available_kv_cache_memory\s+" + _NUM + r" ?GiB"),
@@ -92,6 +96,8 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _p("kv_cache_tokens", r"maximum number of tokens that can be stored in KV cache \((\d+)\)", convert=_i, priority=1),
     _p("gpu_blocks", r"#? ?(?:GPU|CUDA|cuda|gpu) blocks: (\d+)", convert=_i),
     _p("gpu_blocks", r"num_gpu_blocks is: (\d+)", convert=_i),
+    _p("gpu_blocks", r"Extended KV cache to (\d+) blocks", convert=_i, priority=-1),
+    _p("gpu_blocks", r"(\d+) KV cache blocks \([\d.]+ GiB\) fit within the requested", convert=_i, priority=-1),
     _p("max_concurrency", r"Maximum concurrency for [\d,]+ tokens per request: " + _NUM + r"x"),
     _p("max_model_len", r"Maximum concurrency for " + _INT + r" tokens per request", convert=_i),
     _p("max_model_len", r"Initializing .*LLM engine .*\bmax_seq_len=(\d+)", convert=_i, priority=1),
@@ -103,12 +109,13 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _p("total_gib", r"Free memory on device (?:\S+ )?\([\d.]+/" + _NUM + r" GiB\)"),
     _p("total_gib", r"has a total capacity of " + _NUM + r" GiB", priority=1),
     _p("free_gib", r"Free memory on device (?:\S+ )?\(" + _NUM + r"/"),
-    _p("free_gib", r"Initial free memory: " + _NUM + r" GiB", priority=1),
+    _p("free_gib", r"Initial free memory:? " + _NUM + r" GiB", priority=1),
     _p("requested_gib", r"gpu_memory_utilization \([\d.]+\) = " + _NUM + r" ?GiB"),
     _p("requested_gib", r"the current vLLM instance can use\s+" + _NUM + r" ?GiB"),
     _p("requested_gib", r"(?:Desired GPU memory utilization is|less than desired GPU memory utilization) \([\d.]+, " + _NUM + r" GiB\)"),
     _p("requested_gib", r"Requested memory: [\d.]+ \(util\), " + _NUM + r" GiB", priority=1),
     _p("requested_gib", r"requested GPU memory: " + _NUM + r" GiB", priority=1),
+    _p("requested_gib", r"fit within the requested " + _NUM + r" GiB", priority=1),
 )
 _UTIL = (
     re.compile(r"gpu_memory_utilization \(" + _NUM + r"\)"),
@@ -116,6 +123,7 @@ _UTIL = (
     re.compile(r"(?:Desired GPU memory utilization is|less than desired GPU memory utilization) \(" + _NUM + ","),
     re.compile(r"Requested memory: " + _NUM + r" \(util\)"),
     re.compile(r"The current --gpu-memory-utilization=" + _NUM),
+    re.compile(r"increase --gpu-memory-utilization from " + _NUM + " to"),
 )
 _PEAK_TORCH = re.compile(r"Memory profiling results:.*\bpeak_torch_memory=" + _NUM + r" ?GiB")
 _VERSION = (
