@@ -45,10 +45,27 @@ class _Pattern:
     group: int = 1
     convert: Callable[[str], object] = _f
     priority: int = 0  # lower wins
+    anchor: str = ""  # literal text every match contains: lines without it skip the regex
+
+
+def _anchor(pattern: str) -> str:
+    """The longest literal run every match of `pattern` must contain (outside groups, escapes
+    and optional characters), so most lines are ruled out by a substring test."""
+    text = re.sub(r"\\.", "\x00", pattern)
+    while True:
+        stripped = re.sub(r"\([^()]*\)", "\x00", text)
+        if stripped == text:
+            break
+        text = stripped
+    if "|" in text:
+        return ""
+    text = re.sub(r".[?*]", "\x00", text)
+    runs = re.findall(r"[A-Za-z _-]{4,}", text)
+    return max(runs, key=len) if runs else ""
 
 
 def _p(figure: str, pattern: str, group: int = 1, convert: Callable[[str], object] = _f, priority: int = 0) -> _Pattern:
-    return _Pattern(figure, re.compile(pattern), group, convert, priority)
+    return _Pattern(figure, re.compile(pattern), group, convert, priority, _anchor(pattern))
 
 
 _PATTERNS: tuple[_Pattern, ...] = (
@@ -265,7 +282,7 @@ def _figure_count(message: str) -> int:
     message = message[:MAX_FIGURE_LINE]
     if not _ANY_FIGURE.search(message):
         return 0
-    return sum(1 for p in _PATTERNS if p.regex.search(message))
+    return sum(1 for p in _PATTERNS if p.anchor in message and p.regex.search(message))
 
 
 def _literal_dict(text: str) -> Optional[dict[str, object]]:
@@ -390,21 +407,29 @@ def _oom_phase(recs: list[Record], at: int) -> Optional[str]:
     return phase if phase in _OOM_CODE else None
 
 
+_ANY_FAILURE = re.compile(r"max seq len|No available memory|Free memory on device|out of memory|OutOfMemory|"
+                          r"cudaErrorMemoryAllocation|KV Cache is -|KV cache memory: -|_kv_cache_memory\s+-|"
+                          r"blocks: 0\b|failed to start|initialization failed")
+
+
 def _failure(recs: list[Record]) -> Optional[StartupFailure]:
+    candidates = [i for i, r in enumerate(recs) if _ANY_FAILURE.search(r.message[:MAX_FIGURE_LINE])]
+    if not candidates:
+        return None
     for code, pattern in _FAILURES:
-        for rec in recs:
-            if pattern.search(rec.message):
-                return StartupFailure(code=code, line=rec.message)
-    for at, rec in enumerate(recs):
-        if _OOM.search(rec.message):
-            phase = _oom_phase(recs, at)
-            return StartupFailure(code=_OOM_CODE.get(phase or "", "cuda_oom"), line=rec.message)
-    for rec in recs:
-        if _NEGATIVE_KV.search(rec.message) or _ZERO_BLOCKS.search(rec.message):
-            return StartupFailure(code="no_kv_cache_memory", line=rec.message)
-    for rec in recs:
-        if _ENGINE_FAILED.search(rec.message):
-            return StartupFailure(code="engine_failed", line=rec.message)
+        for i in candidates:
+            if pattern.search(recs[i].message):
+                return StartupFailure(code=code, line=recs[i].message)
+    for i in candidates:
+        if _OOM.search(recs[i].message):
+            phase = _oom_phase(recs, i)
+            return StartupFailure(code=_OOM_CODE.get(phase or "", "cuda_oom"), line=recs[i].message)
+    for i in candidates:
+        if _NEGATIVE_KV.search(recs[i].message) or _ZERO_BLOCKS.search(recs[i].message):
+            return StartupFailure(code="no_kv_cache_memory", line=recs[i].message)
+    for i in candidates:
+        if _ENGINE_FAILED.search(recs[i].message):
+            return StartupFailure(code="engine_failed", line=recs[i].message)
     return None
 
 
@@ -429,6 +454,8 @@ def read_startup_log(text: str) -> StartupLog:
         state = ranks.get(rec.rank)
         head = msg[:MAX_FIGURE_LINE]
         for pattern in _PATTERNS if _ANY_FIGURE.search(head) else ():
+            if pattern.anchor not in head:
+                continue
             m = pattern.regex.search(head)
             if not m:
                 continue
@@ -439,30 +466,37 @@ def read_startup_log(text: str) -> StartupLog:
                 state.offer(pattern.figure, value, pattern.priority)
             else:
                 engine_wide.offer(pattern.figure, value, pattern.priority)
-        m = _PEAK_TORCH.search(msg)
-        if m:
-            peak_torch[rec.rank] = float(m.group(1))
-        for regex in _UTIL:
-            m = regex.search(msg)
+        # The patterns below are tried only on lines holding their key word (a log is mostly other lines).
+        if "peak_torch_memory" in head:
+            m = _PEAK_TORCH.search(head)
             if m:
-                util = float(m.group(1))
-                break
-        if version is None:
-            version = next((m.group(1) for r in _VERSION if (m := r.search(msg))), None)
-        if gpu_name is None:
-            gpu_name = next((m.group(1).strip() for r in _GPU_NAME if (m := r.search(msg))), None)
-        m = _NON_DEFAULT.search(msg)
+                peak_torch[rec.rank] = float(m.group(1))
+        if "utilization" in head:
+            for regex in _UTIL:
+                m = regex.search(head)
+                if m:
+                    util = float(m.group(1))
+                    break
+        if version is None and ("version" in head or "engine (v" in head or "vLLM (v" in head):
+            version = next((m.group(1) for r in _VERSION if (m := r.search(head))), None)
+        if gpu_name is None and ("GPU" in head or "NVIDIA" in head or "Tesla" in head or "device_name" in head
+                                 or "AMD" in head):
+            gpu_name = next((m.group(1).strip() for r in _GPU_NAME if (m := r.search(head))), None)
+        m = _NON_DEFAULT.search(msg) if "non-default args" in msg else None
         if m:
             non_default_line = msg
             non_default = _literal_dict(m.group(1))
-        elif non_default is None:
+        elif non_default is None and "Namespace(" in msg:
             m = _NAMESPACE.search(msg)
             if m:
                 non_default_line = msg
                 non_default = _namespace_dict(m.group(1))
-        m = _ENGINE_CONFIG.search(msg)
-        if m and not engine_config:
-            engine_config = _engine_config(m.group(1))
+        if not engine_config and "with config:" in msg:
+            m = _ENGINE_CONFIG.search(msg)
+            if m:
+                engine_config = _engine_config(m.group(1))
+        if "startup plan" not in head:
+            continue
         m = _PLAN_APPLIED.search(msg)
         if m:
             plan_events.append(StartupPlanEvent(action="applied", fingerprint=m.group(1), kv_cache_memory_bytes=int(m.group(2))))
