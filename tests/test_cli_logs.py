@@ -196,3 +196,34 @@ def test_bad_startup_plans(tmp_path: Path, content: str, message: str):
     path.write_text(content)
     code, _, err = run(["--startup-plan", str(path)])
     assert code == 2 and message in err
+
+
+def test_webhook_reviewer_plans_a_matching_launch_with_the_measured_profile(tmp_path: Path):
+    """What the chart's profiles.configMap gives the webhook: profiles_dir -> runtime_profiles_with."""
+    import asyncio
+
+    from vllm_fit.admission.config import load_config
+    from vllm_fit.admission.review import Reviewer
+    from vllm_fit.hub.resolver import BundledResolver
+    from vllm_fit.profiles import gpu_catalog, runtime_profiles_with
+
+    run(["-", "--write-profile", str(tmp_path / "llama.yaml"), "--max-error", "1000"], SEED_STYLE)
+    config = load_config(None, env={"VLLM_FIT_PROFILES_DIR": str(tmp_path)})
+    assert config.profiles_dir == str(tmp_path)
+    reviewer = Reviewer(config, BundledResolver(), gpu_catalog(), runtime_profiles_with(config.profiles_dir))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "llama", "namespace": "ml"},
+           "spec": {"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                    "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.11.0",
+                                    "command": ["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct",
+                                                "--max-model-len", "16000", "--block-size", "128"],
+                                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+    judgement = asyncio.run(reviewer.review(pod))
+    (launch,) = judgement.launches
+    assert launch.plan.per_gpu.activation_gib == 4.76 and launch.plan.per_gpu.cuda_graph_gib == -0.45
+    assert any("measured on this launch" in n for n in launch.plan.notes)
+
+
+def test_unknown_version_is_said():
+    text = SEED_STYLE.replace("(APIServer pid=1) INFO 11-27 10:00:00 [api_server.py:1839] vLLM API server version 0.11.0\n", "")
+    code, out, _ = run(["-", "--max-error", "1000"], text)
+    assert "the log does not say the vLLM version" in out

@@ -204,3 +204,22 @@ def test_018_notice_gives_the_utilization():
             "graph memory during KV cache allocation. To try it now, set VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1 and "
             "increase --gpu-memory-utilization from 0.9000 to 0.9690 to maintain the same effective KV cache size.\n")
     assert read_startup_log(text).gpu_memory_utilization == 0.9
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FRAGMENTS = ["(VllmWorker TP0 pid=1) ", "(EngineCore_DP0 pid=2) ", "INFO 01-01 00:00:00 [gpu_worker.py:1] ",
+              "DEBUG 01-01 00:00:00 worker.py:1] ", "Available KV cache memory: ", "Model loading took ",
+              "GPU KV cache size: ", "Maximum concurrency for ", " tokens per request: ", "x", " GiB", "GiB",
+              "-1.5", "12", ",", "0.9", "\n", "\r", "\x1b[0;36m", "^[[0m", "{\"message\": \"", "\"}", "non-default args: {",
+              "'a': ", "}", "Namespace(", ")", "with config: ", "model='", "'", "# GPU blocks: ", "CUDA out of memory",
+              "Capturing CUDA graph", "No available memory for the cache blocks", "[repeated 2x across cluster]",
+              "│ ", "vllm-1  | ", "[pod/x/y] ", "Free memory on device (", "/", " GiB) on startup", "\t", " "]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=80), st.text(max_size=40))
+def test_any_text_gives_a_startup_log_and_never_an_exception(parts, noise):
+    log = read_startup_log("".join(parts) + noise)
+    assert log.to_json_dict()["measured"] is not None

@@ -238,6 +238,9 @@ def render(log: StartupLog, result: Optional[MemoryPlan], comparison: Optional[C
         else:
             word = "within" if comparison.kv_within else "OUTSIDE"
             lines.append(f"KV cache error {comparison.kv_error_pct:+.1f}% ({word} {max_error:g}%)")
+    if result is not None and not log.vllm_version:
+        lines.append(f"note: the log does not say the vLLM version: modelled as {result.vllm_version} "
+                     "(pass --vllm-version)")
     if problem:
         lines.append(f"no prediction: {problem}")
     for note in log.notes:
