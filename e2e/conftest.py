@@ -408,7 +408,7 @@ def webhook(cluster: Cluster, kubectl: Kubectl, tmp_path_factory: pytest.TempPat
     assert status in (0, None), f"vllm-fit serve exited with {status} on SIGTERM:\n{hook.server.log_tail()}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def local_webhook(webhook: Any) -> LocalWebhook:
     """The webhook when this suite runs it (E2E_MODE=local); tests that stop or reconfigure it use this."""
     if not isinstance(webhook, LocalWebhook):
