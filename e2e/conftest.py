@@ -232,17 +232,20 @@ class LocalWebhook:
         port = int(os.environ.get("E2E_DEV_PORT") or free_port())
         health_port = int(os.environ.get("E2E_DEV_HEALTH_PORT") or free_port())
         self.tls = ServingTls(workdir / "tls", host)
-        # What the chart needs for a server outside the cluster: its URL and the CA of its certificate.
-        self.base_values: dict[str, Any] = {
-            "webhook": {"url": f"https://{host}:{port}"},
-            "tls": {"existingSecret": f"{self.fullname}-tls", "caBundle": self.tls.ca_pem},
-        }
+        self.url = f"https://{host}:{port}"
         self.values = self.base_values
         self.applied: list[dict[str, Any]] = []
         self.server = ServerProcess(workdir=workdir, host=host, port=port, health_port=health_port, tls=self.tls,
                                     kubeconfig=workdir / "serviceaccount.kubeconfig")
 
     # -- chart ------------------------------------------------------------------------------
+
+    @property
+    def base_values(self) -> dict[str, Any]:
+        """What the chart needs for a server outside the cluster: its URL and the CA of its
+        certificate (the current one: a test may rotate it)."""
+        return {"webhook": {"url": self.url},
+                "tls": {"existingSecret": f"{self.fullname}-tls", "caBundle": self.tls.ca_pem}}
 
     def render(self, values: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
         return helm_template(merge_values(self.base_values, values or {}), self.namespace, self.release, self.helm)
@@ -302,24 +305,27 @@ class LocalWebhook:
     @contextlib.contextmanager
     def reconfigured(self, values: Optional[dict[str, Any]] = None, config: Optional[dict[str, Any]] = None,
                      env: Optional[dict[str, str]] = None) -> Iterator["LocalWebhook"]:
-        """Chart `values` (server-side applied) and server `config`/`env` for the block; the
-        server is restarted with them, and everything is put back afterwards (the server running,
-        the configurations effective again)."""
+        """Chart `values` (server-side applied) and server `config`/`env` for the block; the server
+        is restarted when its configuration changes (the ConfigMap, `config` or `env`), and
+        everything is put back afterwards (the server running, the configurations effective)."""
         saved_env = dict(self.server.env)
 
         def restore() -> None:
-            self.server.env = saved_env
             self.apply_chart()
-            if self.server.running:
+            wanted = self.configmap_config()
+            if not self.server.running or self.server.config != wanted or self.server.env != saved_env:
                 self.server.stop()
-            self.server.config = self.configmap_config()
-            self.server.start()
+                self.server.env = saved_env
+                self.server.config = wanted
+                self.server.start()
             self.wait_effective()
 
         with restoring(restore):
             self.apply_chart(values)
-            self.server.env = {**saved_env, **(env or {})}
-            self.restart(config)
+            wanted_env = {**saved_env, **(env or {})}
+            if config or wanted_env != saved_env or self.configmap_config() != self.server.config:
+                self.server.env = wanted_env
+                self.restart(config)
             yield self
 
     def wait_effective(self, timeout: float = 60) -> None:

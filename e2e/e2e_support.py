@@ -281,16 +281,20 @@ def manifest(name: str) -> dict[str, Any]:
     return yaml.safe_load((MANIFESTS / name).read_text())
 
 
-def e2e_fixture(name: str) -> list[dict[str, Any]]:
-    """Every object of tests/fixtures/e2e/NAME (.yaml, or .yaml.xz for large published CRDs)."""
+def e2e_fixture_text(name: str) -> str:
+    """tests/fixtures/e2e/NAME as text (.yaml, or .yaml.xz for the large published CRDs: hand those
+    to kubectl as they are, parsing megabytes of schema in Python takes long)."""
     path = E2E_FIXTURES / name
     if name.endswith(".xz"):
         import lzma
 
-        text = lzma.decompress(path.read_bytes()).decode()
-    else:
-        text = path.read_text()
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+        return lzma.decompress(path.read_bytes()).decode()
+    return path.read_text()
+
+
+def e2e_fixture(name: str) -> list[dict[str, Any]]:
+    """Every object of tests/fixtures/e2e/NAME."""
+    return [doc for doc in yaml.safe_load_all(e2e_fixture_text(name)) if doc]
 
 
 def placed(obj: dict[str, Any], namespace: Optional[str], name: Optional[str] = None) -> dict[str, Any]:
@@ -487,6 +491,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: Optional[subprocess.Popen] = None
     starts: int = 0
+    started_at: float = 0.0  # time.monotonic() of the last start
 
     @property
     def url(self) -> str:
@@ -521,6 +526,7 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_FIT_")}
         env.update({"KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", "VLLM_FIT_HUB": "0",
                     "HF_HUB_OFFLINE": "1", "VLLM_FIT_CACHE_DIR": str(self.workdir / "cache"), **self.env})
+        self.started_at = time.monotonic()
         with self.log.open("w") as out:
             self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         if wait:
