@@ -43,6 +43,24 @@ class WebhookConfig(BaseModel):
     model_bundle_dirs: tuple[str, ...] = ()
     # Measured profiles (`vllm-fit logs --write-profile` files; the chart mounts a ConfigMap).
     profiles_dir: Optional[str] = None
+    # The observer (opt-in): read the startup log of every vLLM container that becomes Ready,
+    # restarts or terminates, and record measured against predicted on its workload
+    # (annotations, an Event, metrics). RBAC: pods list/watch, pods/log get, events create,
+    # workloads patch (the chart grants them with observer.enabled).
+    observer_enabled: bool = False
+    observer_log_tail_lines: int = Field(default=5000, ge=100, le=100_000)
+    observer_log_limit_bytes: int = Field(default=4 << 20, ge=64 << 10, le=64 << 20)
+    observer_log_reads_per_minute: float = Field(default=30.0, gt=0, le=6000)
+    # Above this |KV cache error| the Event is PredictionDrift (Warning), else PredictionConfirmed.
+    observer_drift_threshold_pct: float = Field(default=5.0, gt=0, le=100)
+    # Calibration (opt-in, needs the observer): measured overheads stored in a ConfigMap of the
+    # webhook's namespace and used for later launches with the same key.
+    calibration_enabled: bool = False
+    calibration_configmap: str = Field(default="vllm-fit-calibration", min_length=1, max_length=253)
+    calibration_max_entries: int = Field(default=256, ge=1, le=2000)
+    calibration_refresh_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # The webhook's own namespace (the chart sets it from the pod's; calibration lives there).
+    namespace: str = "vllm-fit"
 
     @field_validator("default_gpu")
     @classmethod

@@ -16,6 +16,7 @@ from .config import WebhookConfig
 from .configmaps import ApiConfigMaps, ConfigMapReader
 from .handlers import register
 from .metrics import WebhookMetrics
+from .observer import Observer, ObserverApi, ObserverMetrics, register_observer
 from .review import Reviewer
 from .server import AdmissionServer, HealthServer
 
@@ -58,6 +59,11 @@ async def run_webhook(
                         configmaps=ConfigMapReader(api_configmaps) if config.read_configmaps else None)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)
+    observer_api: Optional[ObserverApi] = None
+    if config.observer_enabled:
+        observer_api = ObserverApi(lambda: login["info"])
+        register_observer(registry, Observer(config, reviewer, observer_api, ObserverMetrics(metrics.registry),
+                                             own_namespace=config.namespace))
 
     def on_ready() -> None:
         health.ready = True
@@ -90,3 +96,5 @@ async def run_webhook(
         health.ready = False
         await health.stop()
         await api_configmaps.close()
+        if observer_api is not None:
+            await observer_api.close()

@@ -32,7 +32,9 @@ SKIP_ANNOTATION = ANNOTATION_PREFIX + "skip"
 MODEL_ID_ANNOTATION = ANNOTATION_PREFIX + "model-id"
 RESULT_ANNOTATIONS = tuple(ANNOTATION_PREFIX + key for key in (
     "verdict", "kv-cache-gib", "kv-cache-tokens", "max-concurrency", "weights-gib", "gpu", "gpu-source", "profile",
-    "vllm-version"))
+    "vllm-version", "overheads"))
+# The source the observer's calibration gives its entries (logs.observe via admission/observer.py).
+MEASURED_IN_CLUSTER = "measured in this cluster: "
 # Cache entries are skipped for objects whose judged parts are this large (a flood of big,
 # distinct dry-run objects must not fill the webhook's memory).
 CACHEABLE_BYTES = 64 * 1024
@@ -103,6 +105,16 @@ def _trim(text: str, limit: int = WARNING_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _measured_in_cluster(p: Any) -> Optional[str]:
+    """"measured in this cluster (pod ns/name container c)" when the plan used a calibration entry."""
+    for note in getattr(p, "notes", ()) or ():
+        text = str(note)
+        if MEASURED_IN_CLUSTER in text:
+            source = text.split(MEASURED_IN_CLUSTER, 1)[1].split(" (vLLM", 1)[0]
+            return f"measured in this cluster ({source})"
+    return None
+
+
 class Reviewer:
     """Holds what every review needs; `review()` is safe to call concurrently."""
 
@@ -116,6 +128,7 @@ class Reviewer:
         self.resolver = resolver
         self.catalog = catalog
         self.profiles = profiles
+        self._configured_measured = profiles.measured  # calibration entries are added beside these
         self.default_gpu: Optional[GpuSpec] = catalog.resolve(config.default_gpu) if config.default_gpu else None
         # Planned launches by what decides them; the same launch recurs across Deployments, their
         # ReplicaSets, re-applies and the validating/mutating pair. Bounded LRU.
@@ -166,6 +179,16 @@ class Reviewer:
             return self.find(obj), None
         except VllmFitError as exc:
             return [], _trim(f"vllm-fit: could not read the vLLM launches: {exc}")
+
+    def use_measured(self, entries: tuple[Any, ...]) -> None:
+        """Plan later launches with these measured profiles (the observer's calibration store)
+        beside the configured ones; planned results are dropped since they may change."""
+        self.profiles = self.profiles.model_copy(update={"measured": tuple(self._configured_measured) + tuple(entries)})
+        self._results.clear()
+
+    async def model_info(self, model_id: str, revision: Optional[str], deadline: float) -> Any:
+        """Model metadata through the same cached, deadline-bound lookup as reviews."""
+        return await self._model(model_id, revision, deadline)
 
     async def _model(self, model_id: str, revision: Optional[str], deadline: float) -> Any:
         started = time.perf_counter()
@@ -354,6 +377,9 @@ class Reviewer:
                 ANNOTATION_PREFIX + "profile": f"{p.profile_band} (vLLM {p.vllm_version})",
                 ANNOTATION_PREFIX + "vllm-version": f"{p.vllm_version} ({p.vllm_version_source or 'stated'})",
             })
+            in_cluster = _measured_in_cluster(p)
+            if in_cluster:
+                wanted[ANNOTATION_PREFIX + "overheads"] = in_cluster
         elif results and results[0].gpu:
             wanted[ANNOTATION_PREFIX + "gpu"] = results[0].gpu
             wanted[ANNOTATION_PREFIX + "gpu-source"] = results[0].found.gpus.type_source

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, TextIO
 from ..errors import VllmFitError
 from ..logs import StartupLog, read_startup_log
 from ..logs.compare import Comparison, compare
-from ..logs.launch import launch_flags, log_model
+from ..logs.launch import launch_flags, log_gpu, log_model, modelled_version
 from ..logs.model import SEED_FIGURES
 from ..logs.profile import measured_profile_entry
 from ..profiles import write_measured_profile
@@ -148,42 +148,15 @@ def plan_for_log(log: StartupLog, *, model: Optional[str], gpu_text: Optional[st
     model_id = model or log_model(log)
     if not model_id:
         raise VllmFitError("the log does not name the model: pass --model ID")
-    chosen_version = version or _modelled_version(log.vllm_version)
+    chosen_version = version or modelled_version(log.vllm_version)
     parsed = parse_vllm_args([model_id, *launch_flags(log), *extra_flags], vllm_version=chosen_version)
     launch = parsed.launch
     catalog = gpu_catalog()
-    gpu = None
-    if gpu_text:
-        gpu = catalog.resolve(gpu_text)
-    elif log.gpu_name:
-        gpu = catalog.find(log.gpu_name) or catalog.find(_short_gpu_name(log.gpu_name))
-    if gpu is None and log.measured.total_gib:
-        gpu = _gpu_by_total(catalog, log.measured.total_gib) or catalog.resolve(f"{log.measured.total_gib}GiB")
+    gpu = catalog.resolve(gpu_text) if gpu_text else log_gpu(log, catalog)
     if gpu is None:
         raise VllmFitError("the log does not say which GPU: pass --gpu NAME or --gpu SIZE (e.g. 79.18GiB)")
     info = default_resolver().resolve(launch.model, launch.revision)
     return plan(info, launch, gpu, runtime_profiles_with(profiles_dir), gpus_given=None)
-
-
-def _gpu_by_total(catalog, total_gib: float):
-    """The catalog GPU whose total (as torch reports it, 2 decimals as vLLM prints) is this one."""
-    matches = [g for g in catalog.gpus if abs(g.total_bytes / (1 << 30) - total_gib) < 0.006]
-    # Variants of one GPU (SXM, PCIe) share the total and plan alike: the catalog's first is taken.
-    return matches[0] if matches else None
-
-
-def _modelled_version(logged: Optional[str]) -> Optional[str]:
-    if not logged:
-        return None
-    core = logged.split("+")[0]
-    parts = core.split(".")
-    if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]):
-        return ".".join(p for p in parts[:3] if p.isdigit()) or None
-    return None
-
-
-def _short_gpu_name(name: str) -> str:
-    return name.replace("NVIDIA ", "").replace("GeForce ", "").strip()
 
 
 def _fmt(key: str, value: Optional[float]) -> str:

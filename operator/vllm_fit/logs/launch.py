@@ -9,6 +9,7 @@ import json
 from typing import Optional
 
 from ..launch.model import MEMORY_FIELDS
+from ..memory.gpu import GpuCatalog, GpuSpec
 from .model import StartupLog
 
 # Engine-config keys (the "Initializing ... with config:" line) that are launch arguments.
@@ -61,3 +62,29 @@ def launch_flags(log: StartupLog) -> list[str]:
     for key, value in stated.items():
         argv += _flag(key, value)
     return argv
+
+
+def modelled_version(logged: Optional[str]) -> Optional[str]:
+    """The release to model for a logged version ("0.11.1.dev3+g1234" -> "0.11.1")."""
+    if not logged:
+        return None
+    core = logged.split("+")[0]
+    parts = core.split(".")
+    if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]):
+        return ".".join(p for p in parts[:3] if p.isdigit()) or None
+    return None
+
+
+def log_gpu(log: StartupLog, catalog: GpuCatalog) -> Optional[GpuSpec]:
+    """The GPU the log names, else the catalog GPU with the total memory the log prints."""
+    gpu = None
+    if log.gpu_name:
+        short = log.gpu_name.replace("NVIDIA ", "").replace("GeForce ", "").strip()
+        gpu = catalog.find(log.gpu_name) or catalog.find(short)
+    total = log.measured.total_gib
+    if gpu is None and total:
+        # vLLM prints the total torch reports, to 2 decimals; variants of one GPU (SXM, PCIe)
+        # share it and plan alike, so the catalog's first match is taken.
+        matches = [g for g in catalog.gpus if abs(g.total_bytes / (1 << 30) - total) < 0.006]
+        gpu = matches[0] if matches else catalog.resolve(f"{total}GiB")
+    return gpu
