@@ -438,7 +438,12 @@ def test_configmap_is_a_config_the_server_accepts(values: Path | None, tmp_path:
 def test_values_config_keys_are_the_server_config_keys() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     chart_managed = {"exempt_namespaces", "model_bundle_dirs", "read_configmaps",  # from rbac.readConfigMaps
-                     "profiles_dir"}  # from profiles.configMap
+                     "profiles_dir",  # from profiles.configMap
+                     "namespace",  # the release namespace
+                     # from observer.* (templates/configmap.yaml)
+                     "observer_enabled", "observer_log_tail_lines", "observer_log_limit_bytes",
+                     "observer_log_reads_per_minute", "observer_drift_threshold_pct", "calibration_enabled",
+                     "calibration_configmap", "calibration_max_entries", "calibration_refresh_seconds"}
     assert set(schema["properties"]["config"]["properties"]) == set(WebhookConfig.model_fields) - chart_managed
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())["config"]) == set(WebhookConfig.model_fields) - chart_managed
 
