@@ -184,3 +184,26 @@ def test_validation_table_meets_the_acceptance_bounds():
     assert len(summary["versions"]) >= 3 and len(summary["gpus"]) >= 3
     fit_slugs = {r["slug"] for r in module.rows_for("fit")[0]}
     assert not fit_slugs & {r["slug"] for r in rows}
+
+
+@pytest.mark.parametrize("name,gib,nominal", [("RTX-3090", 23.69, False), ("RTX-A5000", 23.55, False),
+                                              ("RTX-PRO-6000-Blackwell", 94.97, True), ("GB10", 121.69, False),
+                                              ("T4", 14.74, False), ("V100-16GB", 15.78, False), ("A10", 22.06, True),
+                                              ("L40", 44.40, False), ("MI300X", 191.98, True)])
+def test_catalog_has_the_gpus_real_logs_show(catalog, name, gib, nominal):
+    gpu = catalog.resolve(name)
+    assert gpu.total_gib == pytest.approx(gib, abs=0.01) and gpu.nominal is nominal and gpu.source
+
+
+def test_gb10_unified_memory_warns_instead_of_rejecting(bundled, catalog, profiles):
+    gb10 = catalog.resolve("DGX Spark")
+    assert gb10.unified_memory and gb10.host_reserve_bytes > 0
+    # The recipe's 0.85 on GB10 started (vllm-project/recipes#632): a warning, never a rejection.
+    result = _plan(bundled, gb10, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192",
+                   "--gpu-memory-utilization", "0.85", version="0.29.0")
+    assert result.verdict.fits and "unified-memory-free" in [r.code for r in result.verdict.warnings]
+    assert any("unified memory" in n for n in result.notes)
+    # GB10 (compute capability 12.1) keeps the small serve defaults from 0.33.
+    assert (result.settings["max_num_batched_tokens"], result.settings["max_num_seqs"]) == (8192, 1024)
+    newer = _plan(bundled, gb10, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192", version="0.33.0")
+    assert (newer.settings["max_num_batched_tokens"], newer.settings["max_num_seqs"]) == (2048, 256)

@@ -133,6 +133,7 @@ class _Evaluation:
     physical_bytes: float
     cuda_graph_subtracted: bool
     offload_bytes: int = 0
+    unified_memory: bool = False
 
     @property
     def available_bytes(self) -> int:
@@ -170,7 +171,15 @@ class _Evaluation:
         """vLLM's first check (Worker.init_device): free memory at start must cover total x util.
         The CUDA context is already allocated by then. With the 0.34 extensible KV cache the
         budget is only a cap (request_memory skips the check)."""
-        return self.requested_bytes > self.physical_bytes and not self.settings.extensible_kv_cache
+        return (self.requested_bytes > self.physical_bytes and not self.settings.extensible_kv_cache
+                and not self.unified_memory)
+
+    @property
+    def unified_free_tight(self) -> bool:
+        """On unified memory the free memory at start depends on the host: asking for more than a
+        typical idle host leaves is a risk, not a certain failure."""
+        return (self.unified_memory and self.requested_bytes > self.physical_bytes
+                and not self.settings.extensible_kv_cache)
 
     @property
     def kv_memory_exceeds_gpu(self) -> bool:
@@ -208,7 +217,9 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
     subtract_graphs = constants.cuda_graph_subtracted
     graphs = max(constants.cuda_graph_gib, 0.0) * GIB if subtract_graphs else 0.0
     overhead = (constants.activation_gib + constants.non_torch_gib) * GIB + graphs
-    context = profiles.cuda_context_gib.value * GIB
+    # Memory in use before vLLM's first snapshot: the CUDA context, and on a unified-memory GPU
+    # what the host keeps (free memory there is the host's MemAvailable, vLLM 0.29+ reads it so).
+    context = profiles.cuda_context_gib.value * GIB + gpu.host_reserve_bytes
     margin = constants.extensible_margin.gib * GIB if constants.extensible_margin is not None else None
     # Sliding-window layers reserve the tokens of the batches in flight: one batch before 0.26,
     # then two with async scheduling (PP=1) or one per PP stage.
@@ -251,6 +262,7 @@ def _evaluate(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimeProf
         physical_bytes=physical,
         cuda_graph_subtracted=subtract_graphs,
         offload_bytes=offload,
+        unified_memory=gpu.unified_memory,
     )
 
 

@@ -22,6 +22,10 @@ class GpuSpec(BaseModel):
     nominal: bool = True
     source: str = ""
     compute_capability: Optional[str] = None
+    # CPU and GPU share one memory (GB10): free memory at startup is what the host leaves.
+    unified_memory: bool = False
+    # What the host keeps of a unified memory at engine start (measured, see the catalog source).
+    host_reserve_bytes: int = 0
     aliases: tuple[str, ...] = ()
     gfd_products: tuple[str, ...] = ()
     gke_accelerators: tuple[str, ...] = ()

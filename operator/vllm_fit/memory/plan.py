@@ -114,6 +114,10 @@ def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reas
         tokens, conc, groups, per_token, needed = 0, math.inf, (), 0, 0
     _, extra_note = model.extra_params()
     notes = [n for n in (extra_note, *ev.weights.notes, *c.notes, *model.caveats) if n]
+    if gpu.unified_memory:
+        notes.append(f"{gpu.name} has unified memory: its {gpu.total_gib:.2f} GiB is shared with the CPU, so vLLM sees "
+                     f"only what the host leaves free at startup (taken as {gpu.host_reserve_bytes / GIB:.1f} GiB kept "
+                     f"by the host, measured on an idle node; see the GPU catalog)")
     if gpu.nominal:
         notes.append(f"{gpu.name} total memory is nominal ({gpu.source}), not a torch reading")
     if s.kv_cache_memory_bytes is not None:

@@ -67,6 +67,14 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                                   message=f"{name}: the pod gets {gpus_given} GPUs but TPxPPxDP uses {need}; "
                                           f"{gpus_given - need} sit idle",
                                   summary=f"{name}: {gpus_given} GPUs requested, TPxPPxDP uses {need}"))
+    if ev.unified_free_tight:
+        reasons.append(Reason(
+            code="unified-memory-free", severity="warning",
+            message=f"{where}: --gpu-memory-utilization {s.gpu_memory_utilization} asks for "
+                    f"{ev.requested_bytes / GIB:.2f} GiB of {gpu.name}'s unified memory; the host typically leaves only "
+                    f"about {ev.physical_bytes / GIB:.2f} GiB free at startup, so vLLM may refuse to start (Free memory "
+                    f"on device ... is less than desired GPU memory utilization); lower it if it does",
+            summary=f"{name}: util {s.gpu_memory_utilization} may exceed the free unified memory of {gpu.name}"))
     if ev.free_memory_short:
         reasons.append(Reason(
             code="insufficient-free-memory", severity="error",
