@@ -35,10 +35,10 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 import yaml
 
-from e2e_support import (APPLIED_KINDS, MODE, MODE_LABEL, PROBE_TIMEOUT, REPO, Cluster, ClusterScript, Kubectl,
-                         Namespaces, ServerProcess, ServingTls, cluster_script_from_env, current_server,
-                         free_port, helm_template, is_denial, kubeconfig_paths, manifest, merge_values, names,
-                         placed, poll, probe, restoring, token_kubeconfig, vllm_annotations)
+from e2e_support import (APPLIED_KINDS, MODE, MODE_LABEL, PREINSTALLED_CRDS, PROBE_TIMEOUT, REPO, Cluster,
+                         ClusterScript, Kubectl, Namespaces, ServerProcess, ServingTls, cluster_script_from_env,
+                         current_server, e2e_fixture_text, free_port, helm_template, is_denial, kubeconfig_paths,
+                         manifest, merge_values, placed, poll, probe, restoring, token_kubeconfig, vllm_annotations)
 
 _script: Optional[ClusterScript] = None
 
@@ -60,7 +60,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if any(Path(str(item.fspath)).is_relative_to(here) for item in session.items):
         script = _cluster_script()
         if script is not None:
-            script.start()
+            script.start(preinstall="\n---\n".join(e2e_fixture_text(f) for f in PREINSTALLED_CRDS))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -205,36 +206,63 @@ class ClusterScript:
     """A script with `up [--controller-manager]` (prints the admin kubeconfig's path), `down [--wipe]`
     and `env` (prints `export PATH=<dir with a matching kubectl>:...`), like ../shared/k8s/cluster.
 
-    `start()` runs `up` in the background so that the control plane boots while other tests run;
-    `wait()` returns its kubeconfig."""
+    `start(preinstall)` runs `up` on a thread, so that the control plane boots while other tests
+    run, and then `kubectl create`s `preinstall` (YAML) in it: what the cluster had before vllm-fit
+    came (e.g. KServe's CRDs, megabytes the API server takes a while to digest). `wait()` returns
+    the kubeconfig; `preinstalled` is that create's Result (None: nothing asked or not got there)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._up: Optional[subprocess.Popen] = None
         self.started = False
+        self.preinstalled: Optional[Result] = None
+        self._thread: Optional[threading.Thread] = None
+        self._up: Optional[subprocess.Popen] = None
+        self._kubeconfig: Optional[Path] = None
+        self._error: Optional[str] = None
 
-    def start(self) -> None:
-        if self._up is not None:
+    def start(self, preinstall: Optional[str] = None) -> None:
+        if self._thread is not None:
             return
-        self._up = subprocess.Popen([str(self.path), "up", "--controller-manager"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         self.started = True
+        self._thread = threading.Thread(target=self._boot, args=(preinstall,), daemon=True)
+        self._thread.start()
+
+    def _boot(self, preinstall: Optional[str]) -> None:
+        try:
+            self._up = subprocess.Popen([str(self.path), "up", "--controller-manager"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+            try:
+                out, err = self._up.communicate(timeout=CLUSTER_UP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._up.kill()
+                out, err = self._up.communicate()
+                self._error = f"{self.path} up: not ready after {CLUSTER_UP_TIMEOUT:.0f} s\n{err}"
+                return
+            if self._up.returncode != 0:
+                self._error = f"{self.path} up --controller-manager exited with {self._up.returncode}:\n{err}"
+                return
+            lines = [line.strip() for line in out.splitlines() if line.strip()]
+            if not lines or not Path(lines[-1]).is_file():
+                self._error = f"{self.path} up printed no kubeconfig path: {out!r}"
+                return
+            self._kubeconfig = Path(lines[-1])
+            binary = self.kubectl() if preinstall else None
+            if preinstall and binary:
+                self.preinstalled = Kubectl(binary, str(self._kubeconfig))("create", "-f", "-", input=preinstall,
+                                                                          timeout=240)
+        except Exception as exc:  # noqa: BLE001 - reported by wait()
+            self._error = f"{self.path} up: {type(exc).__name__}: {exc}"
 
     def wait(self) -> Path:
+        """The kubeconfig once `up` (and any preinstall) is done; RuntimeError if it failed."""
         self.start()
-        assert self._up is not None
-        try:
-            out, err = self._up.communicate(timeout=CLUSTER_UP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._up.kill()
-            out, err = self._up.communicate()
-            raise RuntimeError(f"{self.path} up: not ready after {CLUSTER_UP_TIMEOUT:.0f} s\n{err}") from None
-        if self._up.returncode != 0:
-            raise RuntimeError(f"{self.path} up --controller-manager exited with {self._up.returncode}:\n{err}")
-        lines = [line for line in out.splitlines() if line.strip()]
-        if not lines or not Path(lines[-1].strip()).is_file():
-            raise RuntimeError(f"{self.path} up printed no kubeconfig path: {out!r}")
-        return Path(lines[-1].strip())
+        assert self._thread is not None
+        self._thread.join(timeout=CLUSTER_UP_TIMEOUT + 300)
+        if self._thread.is_alive():
+            raise RuntimeError(f"{self.path} up: still running after {CLUSTER_UP_TIMEOUT + 300:.0f} s")
+        if self._error or self._kubeconfig is None:
+            raise RuntimeError(self._error or "no kubeconfig")
+        return self._kubeconfig
 
     def kubectl(self) -> Optional[str]:
         """The kubectl that `env` puts first on PATH, if there is one."""
@@ -254,6 +282,8 @@ class ClusterScript:
         if self._up is not None and self._up.poll() is None:
             self._up.kill()
             self._up.wait(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
         done = subprocess.run([str(self.path), "down", "--wipe"], capture_output=True, text=True, timeout=180)
         self.started = False
         return done.stderr if done.returncode else ""
@@ -274,6 +304,17 @@ def cluster_script_from_env() -> tuple[Optional[str], Optional[Path]]:
 
 # --------------------------------------------------------------------------------------------
 # Manifests
+
+# Published CRDs (tests/fixtures/e2e/SOURCE.md), file -> CRD name. KServe's are in the cluster before
+# the webhook is installed (with a cluster script they are created while tests/ runs: the API
+# server takes tens of seconds over their schemas); LWS's comes while the webhook runs.
+PREINSTALLED_CRDS = {
+    "kserve-v0.20.0-inferenceservices.crd.yaml.xz": "inferenceservices.serving.kserve.io",
+    "kserve-v0.20.0-llminferenceservices.crd.yaml.xz": "llminferenceservices.serving.kserve.io",
+}
+LATE_CRDS = {
+    "lws-v0.10.0-leaderworkersets.crd.yaml.xz": "leaderworkersets.leaderworkerset.x-k8s.io",
+}
 
 
 def manifest(name: str) -> dict[str, Any]:
