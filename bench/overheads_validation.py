@@ -141,6 +141,30 @@ def rows_for(use: str) -> tuple[list[dict], list[tuple[str, str]]]:
     return rows, skipped
 
 
+# Why the largest misses miss (written after looking at each log; the model is not tuned to them).
+KNOWN_MISSES = {
+    "v1-0.10-a100-40g-qwen2-7b-tp2-ray-2nodes": (
+        "two Ray workers on two nodes: the log implies about 1.2 GiB of non-torch memory per GPU against 0.27 on one "
+        "node; not cross-node NCCL as such (the two-node TP4 fit log shows no such excess), so left unexplained"),
+    "v1-0.19-h100-llmd-meta-llama-llama-4-scout-tp4-8192": (
+        "weights: 54.34 GiB computed against 53.12 logged (the Llama-4 expert layout), not an overhead term"),
+}
+
+
+def term_errors(rows: list[dict]) -> dict[str, tuple[int, float]]:
+    """(count, median |predicted - logged| GiB) per overhead term, where the log states it."""
+    out: dict[str, tuple[int, float]] = {}
+    for term, key, pred in (("activation", "activation_gib", lambda p: p.per_gpu.activation_gib),
+                            ("non-torch", "non_torch_gib", lambda p: p.per_gpu.non_torch_gib),
+                            ("weights", "weights_gib", lambda p: p.per_gpu.weights_gib),
+                            ("CUDA-graph estimate", "cuda_graph_estimate_gib",
+                             lambda p: p.__dict__.get("_graph_estimate_gib", 0.0))):
+        diffs = [abs(pred(r["plan"]) - r["measured"][key]) for r in rows if r["measured"].get(key) is not None]
+        if diffs:
+            out[term] = (len(diffs), statistics.median(diffs))
+    return out
+
+
 def _fmt(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -189,6 +213,8 @@ def render(rows: list[dict], skipped: list[tuple[str, str]]) -> str:
         f"largest over-estimate: **{s['max_over_pct']:+.2f} %**; largest |error| {s['max_abs_pct']:.2f} %",
         f"- started launches rejected: **{len(s['false_rejects'])}** {', '.join(s['false_rejects'])}",
         f"- failed launches predicted to start: {len(s['missed_failures'])} {', '.join(s['missed_failures'])}",
+        "- per-term median |predicted - logged| (GiB), where the log states the term: "
+        + "; ".join(f"{name} {err:.2f} over {n}" for name, (n, err) in term_errors(rows).items()),
         "",
         "| log | vLLM | GPU | model | TP/PP | KV logged | KV predicted | KV error | weights logged/pred | "
         "activation logged/pred | non-torch logged/pred | CUDA-graph estimate logged/pred | verdict |",
@@ -212,6 +238,9 @@ def render(rows: list[dict], skipped: list[tuple[str, str]]) -> str:
             f"{_fmt(m.get('activation_gib'))}/{p.per_gpu.activation_gib:.2f} | "
             f"{_fmt(m.get('non_torch_gib'))}/{p.per_gpu.non_torch_gib:.2f} | "
             f"{_fmt(graphs_m)}/{graphs_p:.2f} | {verdict} |")
+    misses = [(slug, e) for slug, e in s["errors"] if abs(e) > 3]
+    lines += ["", "## Misses above 3 %", ""]
+    lines += [f"- `{slug}` ({e:+.1f} %): {KNOWN_MISSES.get(slug, 'not yet explained')}" for slug, e in misses] or ["- none"]
     lines += ["", "## Skipped (not re-plannable)", ""]
     lines += [f"- `{slug}`: {why}" for slug, why in skipped] or ["- none"]
     lines.append("")

@@ -207,3 +207,42 @@ def test_gb10_unified_memory_warns_instead_of_rejecting(bundled, catalog, profil
     assert (result.settings["max_num_batched_tokens"], result.settings["max_num_seqs"]) == (8192, 1024)
     newer = _plan(bundled, gb10, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192", version="0.33.0")
     assert (newer.settings["max_num_batched_tokens"], newer.settings["max_num_seqs"]) == (2048, 256)
+
+
+@pytest.mark.parametrize("version,expected", [("0.10.1", True), ("0.11.0", False), ("0.21.0", False),
+                                              ("0.22.0", True), ("0.34.0", True)])
+def test_flashinfer_sampler_default_switch(version, expected):
+    assert behaviour_for(version).flashinfer_sampler_default is expected
+
+
+def test_sampler_path_follows_release_gpu_and_env(bundled, catalog, profiles):
+    h100, v100 = catalog.resolve("H100-80GB"), catalog.resolve("V100-32GB")
+
+    def path(version, gpu, *args, env=None):
+        model = "meta-llama/Llama-3.1-70B-Instruct"  # no measurement of its own: the activation is derived
+        launch = parse_vllm_args([model, "-tp", "4", "--max-model-len", "8192", *args], vllm_version=version,
+                                 env=env or {}).launch
+        return plan(bundled.resolve(model), launch, gpu, profiles).derivation["activation"]["derivation"]
+
+    assert "(sort)" in path("0.16.0", h100)
+    assert "(triton)" in path("0.19.0", h100)
+    assert "(flashinfer)" in path("0.22.0", h100)
+    # FlashInfer's sampler needs compute capability 7.5+: a V100 falls back to vLLM's own kernel.
+    assert "(triton)" in path("0.22.0", v100, "--dtype", "half")
+    assert "(triton)" in path("0.22.0", h100, env={"VLLM_USE_FLASHINFER_SAMPLER": "0"})
+    # Fewer than 8 rows stay on torch's sort in 0.17-0.29, Triton for every row from 0.30.
+    assert "(sort)" in path("0.21.0", h100, "--max-num-seqs", "4")
+    assert "(triton)" in path("0.30.0", h100, "--max-num-seqs", "4", env={"VLLM_USE_FLASHINFER_SAMPLER": "0"})
+
+
+def test_pooling_models_profile_the_pooler_not_the_sampler(bundled, h100, profiles):
+    from vllm_fit.launch.model import VllmLaunch
+    from vllm_fit.memory.model_info import ModelInfo
+
+    base = bundled.resolve("Qwen/Qwen2.5-7B-Instruct")
+    reward = ModelInfo(model_id="example/Qwen2.5-7B-Reward",
+                       config={**base.config, "architectures": ["Qwen2ForRewardModel"]})
+    result = plan(reward, VllmLaunch(model=reward.model_id, max_model_len=8192, vllm_version="0.19.0"), h100, profiles)
+    d = result.derivation["activation"]
+    assert d["parts"]["sampler"] == 0 and d["kind"] == "computed" and "pooler" in d["derivation"]
+    assert any("pooling model" in n for n in result.notes)

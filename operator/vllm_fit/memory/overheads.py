@@ -135,6 +135,16 @@ def forward_layer_peak_bytes(g: ModelGeometry, tokens: int, tp: int, act_bytes: 
     return peak, workspace
 
 
+_POOLING_SUFFIXES = ("ForSequenceClassification", "ForTokenClassification", "ForRewardModel", "ForEmbedding",
+                     "EmbeddingModel", "Model")
+
+
+def is_pooling(g: ModelGeometry) -> bool:
+    """Architectures vLLM runs with the pooling runner (no lm_head, no sampler): BertModel,
+    Qwen2ForRewardModel, *ForSequenceClassification, ..."""
+    return g.architecture.endswith(_POOLING_SUFFIXES) and not g.architecture.endswith("ForCausalLM")
+
+
 def _flashinfer_capable(gpu: GpuSpec) -> bool:
     if gpu.vendor != "nvidia":
         return False
@@ -188,6 +198,11 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
                                                   dp=s.data_parallel_size)
     path = _sampler_path(s, rows, gpu)
     coeff = fitted.sampler_bytes_per_row_vocab[path] if fitted else None
+    if is_pooling(g):
+        # profile_run calls _dummy_pooler_run instead of the sampler: no [rows, vocab] logits.
+        coeff = None
+        last_stage = False
+        notes.append(f"{g.architecture} is a pooling model: vLLM profiles the pooler, not the sampler")
     vocab = g.vocab_size
     sampler = rows * vocab * coeff.value if (coeff and last_stage) else 0.0
     residue = tokens * g.hidden_size * act  # the [T, H] output kept while the sampler runs
@@ -218,7 +233,7 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
                                f"{seqs:,} sequences (computed {_gib(computed):.2f})"), notes
     fwd_text = f"{tokens:,}-token forward {_gib(forward):.2f}"
     smp_text = (f"sampler {rows:,} x {vocab:,} vocab x {coeff.value:g} B ({path}) {_gib(sampler):.2f}"
-                if coeff else "sampler not modelled")
+                if coeff else ("pooler (no sampler)" if is_pooling(g) else "sampler not modelled"))
     if computed == forward:
         text = f"activation {_gib(computed):.2f} GiB = {fwd_text} (larger than {smp_text})"
     else:
