@@ -246,3 +246,11 @@ def test_pooling_models_profile_the_pooler_not_the_sampler(bundled, h100, profil
     d = result.derivation["activation"]
     assert d["parts"]["sampler"] == 0 and d["kind"] == "computed" and "pooler" in d["derivation"]
     assert any("pooling model" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("version,expected", [("0.26.0", False), ("0.27.0", True)])
+def test_cuda_graph_estimate_leaves_the_profiling_context_in_0_27(bundled, h100, profiles, version, expected):
+    assert behaviour_for(version).cuda_graph_estimate_outside_profile is expected
+    result = _plan(bundled, h100, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192", version=version)
+    # The estimate's residue is in "non-torch" only while it runs inside memory_profiling.
+    assert result.per_gpu.non_torch_gib == (0.13 if expected else 0.25)

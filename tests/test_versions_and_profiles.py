@@ -22,7 +22,8 @@ def test_version_switches():
 
 
 @pytest.mark.parametrize("version,band", [("0.11.0", "v0.11-v0.16"), ("0.16.2", "v0.11-v0.16"),
-                                          ("0.17.0", "v0.17-v0.20"), ("0.20.1", "v0.17-v0.20"), ("0.33.0", "v0.21+")])
+                                          ("0.17.0", "v0.17-v0.20"), ("0.20.1", "v0.17-v0.20"), ("0.26.0", "v0.21-v0.26"), ("0.27.0", "v0.27+"),
+                                          ("0.33.0", "v0.27+")])
 def test_bands(profiles, version, band):
     assert profiles.band_for(version).name == band
 

@@ -70,8 +70,10 @@ class VllmBehaviour(BaseModel):
     # envs.py default None -> forward_native); 0.22 defaults it to on again (envs.py default True),
     # on compute capability 7.5-12.1 (FlashInferBackend.supports_compute_capability).
     flashinfer_sampler_default: bool
-    # 0.29: profile_cudagraph_memory runs after the memory_profiling context, so its residue no
-    # longer lands in "non-torch forward increase".
+    # 0.27: profile_cudagraph_memory runs after the memory_profiling context, so its residue no
+    # longer lands in "non-torch forward increase"; and the budget becomes requested -
+    # (total_consumed + transient peak) (utils/mem_utils.py), which also charges persistent
+    # allocations made outside load_model.
     cuda_graph_estimate_outside_profile: bool
     # 0.29: VLLM_ENABLE_STARTUP_PLAN=1 (off by default) saves the measured KV size per
     # fingerprint and later boots reuse it as kv_cache_memory_bytes (v1/worker/startup_plan.py).
@@ -105,7 +107,7 @@ def behaviour_for(version: str) -> VllmBehaviour:
         gb10_small_batch_tier=v >= (0, 33, 0),
         sampler_topk_topp="sort" if v < (0, 17, 0) else ("triton_from_8_rows" if v < (0, 30, 0) else "triton"),
         flashinfer_sampler_default=v < (0, 11, 0) or v >= (0, 22, 0),
-        cuda_graph_estimate_outside_profile=v >= (0, 29, 0),
+        cuda_graph_estimate_outside_profile=v >= (0, 27, 0),
         startup_plan=v >= (0, 29, 0),
         extensible_kv_cache=v >= (0, 34, 0),
         model_runner_v2=v >= (0, 34, 0),
