@@ -158,9 +158,8 @@ def test_write_profile_needs_overheads_in_the_log(tmp_path: Path):
 
 def test_bad_profiles_dir_is_reported(tmp_path: Path):
     (tmp_path / "broken.yaml").write_text("measured: [{key: {model: x}}]\n")
-    err = io.StringIO()
-    code = plan_cli.main(["meta-llama/Llama-3.1-8B-Instruct", "--profiles", str(tmp_path)], )
-    assert code == 2
+    assert plan_cli.main(["meta-llama/Llama-3.1-8B-Instruct", "--profiles", str(tmp_path)]) == 2
+    assert plan_cli.main(["meta-llama/Llama-3.1-8B-Instruct", "--profiles", str(tmp_path / "missing")]) == 2
 
 
 def _capture(main, argv, out: io.StringIO) -> int:

@@ -522,7 +522,7 @@ def read_startup_log(text: str) -> StartupLog:
             state.offer("non_torch_gib", round(float(both[0].value) - float(both[1].value), 2), 5)  # type: ignore[union-attr]
             notes.append("non-torch = total consumed - weights")
 
-    per_rank = {label: _figures(state, engine_wide=None) for label, state in ranks.items()}
+    per_rank = {label: _figures(state) for label, state in ranks.items()}
     ordered = sorted(ranks, key=lambda label: _rank_sort_key(label, ranks[label].first_index))
     merged: dict[str, object] = {}
     for figure in PER_RANK_FIGURES:
@@ -547,7 +547,7 @@ def read_startup_log(text: str) -> StartupLog:
     measured = MemoryFigures(**merged)
     rank_list = tuple(RankFigures(rank=label, figures=per_rank[label]) for label in ordered) if len(ranks) > 1 else ()
     return StartupLog(
-        vllm_version=version or (str(engine_config["version"]) if "version" in engine_config else None),
+        vllm_version=version,
         engine=_engine(recs, text),  # type: ignore[arg-type]
         gpu_name=gpu_name,
         gpu_memory_utilization=util,
@@ -562,7 +562,7 @@ def read_startup_log(text: str) -> StartupLog:
     )
 
 
-def _figures(state: _RankState, engine_wide: Optional[_RankState]) -> MemoryFigures:
+def _figures(state: _RankState) -> MemoryFigures:
     values: dict[str, object] = {figure: seen.value for figure, seen in state.figures.items()}
     if values.get("cuda_graph_gib") is not None:
         values["cuda_graph_source"] = "captured"
