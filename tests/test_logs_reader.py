@@ -223,3 +223,11 @@ _FRAGMENTS = ["(VllmWorker TP0 pid=1) ", "(EngineCore_DP0 pid=2) ", "INFO 01-01 
 def test_any_text_gives_a_startup_log_and_never_an_exception(parts, noise):
     log = read_startup_log("".join(parts) + noise)
     assert log.to_json_dict()["measured"] is not None
+
+
+def test_data_parallel_engines_report_engine_zeros_kv_size():
+    text = ("(EngineCore_DP1 pid=9) INFO 01-01 00:00:01 [kv_cache_utils.py:1] GPU KV cache size: 200,000 tokens\n"
+            "(EngineCore_DP0 pid=8) INFO 01-01 00:00:01 [kv_cache_utils.py:1] GPU KV cache size: 210,000 tokens\n"
+            "(EngineCore_DP1 pid=9) INFO 01-01 00:00:02 [kv_cache_utils.py:1] Maximum concurrency for 8,192 tokens per request: 24.41x\n")
+    m = read_startup_log(text).measured
+    assert m.kv_cache_tokens == 210000 and m.max_concurrency == 24.41 and m.max_model_len == 8192

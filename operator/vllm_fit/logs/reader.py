@@ -437,7 +437,7 @@ def read_startup_log(text: str) -> StartupLog:
     """Read a vLLM startup log as `kubectl logs` (or a post, or a file) shows it."""
     recs = _joined(records(text))
     ranks: dict[str, _RankState] = {}
-    engine_wide = _RankState()
+    engine_wide: dict[str, _RankState] = {}  # by process: with data parallelism each engine prints its own
     notes: list[str] = []
     version = gpu_name = None
     util: Optional[float] = None
@@ -465,7 +465,8 @@ def read_startup_log(text: str) -> StartupLog:
                     state = ranks[rec.rank] = _RankState(first_index=rec.index)
                 state.offer(pattern.figure, value, pattern.priority)
             else:
-                engine_wide.offer(pattern.figure, value, pattern.priority)
+                engine_wide.setdefault(rec.rank, _RankState(first_index=rec.index)).offer(
+                    pattern.figure, value, pattern.priority)
         # The patterns below are tried only on lines holding their key word (a log is mostly other lines).
         if "peak_torch_memory" in head:
             m = _PEAK_TORCH.search(head)
@@ -533,8 +534,9 @@ def read_startup_log(text: str) -> StartupLog:
                 if figure == "cuda_graph_gib":
                     merged["cuda_graph_source"] = per_rank[label].cuda_graph_source
                 break
-    for figure, seen in engine_wide.figures.items():
-        merged[figure] = seen.value
+    for label in sorted(engine_wide, key=lambda lb: _rank_sort_key(lb, engine_wide[lb].first_index), reverse=True):
+        for figure, seen in engine_wide[label].figures.items():
+            merged[figure] = seen.value  # the first engine in rank order (DP0) is written last and wins
     if merged.get("cuda_graph_gib") is None and merged.get("cuda_graph_estimate_gib") is not None:
         merged["cuda_graph_gib"] = merged["cuda_graph_estimate_gib"]
         merged["cuda_graph_source"] = "estimated"
