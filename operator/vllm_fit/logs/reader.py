@@ -285,7 +285,11 @@ def _figure_count(message: str) -> int:
     return sum(1 for p in _PATTERNS if p.anchor in message and p.regex.search(message))
 
 
+_TYPOGRAPHIC_QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
+
+
 def _literal_dict(text: str) -> Optional[dict[str, object]]:
+    text = text.translate(_TYPOGRAPHIC_QUOTES)  # logs pasted into forums and documents
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -375,7 +379,11 @@ def _rank_sort_key(label: str, first_index: int) -> tuple[int, tuple[int, ...], 
     return (0 if is_first else 1, numbers, first_index)
 
 
-def _engine(recs: list[Record], text: str) -> Optional[str]:
+def _engine(recs: list[Record], text: str, version: Optional[str]) -> Optional[str]:
+    if version and re.match(r"\d+\.\d+", version):
+        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", version).groups())  # type: ignore[union-attr]
+        if (major, minor) >= (0, 11):  # V0 was removed in 0.11: every later release is V1
+            return "V1"
     if "Initializing a V1 LLM engine" in text:
         return "V1"
     if "Initializing a V0 LLM engine" in text or "Initializing an LLM engine" in text:
@@ -550,7 +558,7 @@ def read_startup_log(text: str) -> StartupLog:
     rank_list = tuple(RankFigures(rank=label, figures=per_rank[label]) for label in ordered) if len(ranks) > 1 else ()
     return StartupLog(
         vllm_version=version,
-        engine=_engine(recs, text),  # type: ignore[arg-type]
+        engine=_engine(recs, text, version),  # type: ignore[arg-type]
         gpu_name=gpu_name,
         gpu_memory_utilization=util,
         measured=measured,
