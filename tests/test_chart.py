@@ -379,9 +379,9 @@ def test_replicas_pdb_anti_affinity_and_priority() -> None:
 
 
 @needs_helm
-def test_rbac_is_get_on_configmaps_by_default_and_discovery_when_asked() -> None:
+def test_rbac_is_get_on_configmaps_and_watch_on_nodes_by_default_and_discovery_when_asked() -> None:
     rbac = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
-    docs = render()
+    docs = render(sets=("rbac.readNodes=false",))
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
     (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
@@ -389,17 +389,59 @@ def test_rbac_is_get_on_configmaps_by_default_and_discovery_when_asked() -> None
     sa = only(docs, "ServiceAccount")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
     assert "read_configmaps: true" in only(docs, "ConfigMap")["data"]["config.yaml"]
-    off = render(sets=("rbac.readConfigMaps=false",))
+    assert "cluster_gpus: false" in only(docs, "ConfigMap")["data"]["config.yaml"]
+    # the GPU inventory (default on): get/list/watch Nodes, nothing else, nothing written
+    nodes = render(sets=("rbac.readConfigMaps=false",))
+    (role,) = [d for d in nodes if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+    (binding,) = [d for d in nodes if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+    assert "cluster_gpus: true" in only(nodes, "ConfigMap")["data"]["config.yaml"]
+    off = render(sets=("rbac.readConfigMaps=false", "rbac.readNodes=false"))
     assert not [d for d in off if d["kind"] in rbac]
     assert "read_configmaps: false" in only(off, "ConfigMap")["data"]["config.yaml"]
-    docs = render(CHART / "ci" / "hub-and-bundles-values.yaml", sets=("rbac.readConfigMaps=false",))
+    docs = render(CHART / "ci" / "hub-and-bundles-values.yaml", sets=("rbac.readConfigMaps=false", "rbac.readNodes=false"))
     (binding,) = [d for d in docs if d["kind"] in rbac]
     assert binding["kind"] == "ClusterRoleBinding" and binding["roleRef"]["name"] == "system:discovery"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": only(docs, "ServiceAccount")["metadata"]["name"],
                                     "namespace": NAMESPACE}]
     both = render(CHART / "ci" / "hub-and-bundles-values.yaml")
-    assert sorted(d["kind"] for d in both if d["kind"] in rbac) == ["ClusterRole", "ClusterRoleBinding",
-                                                                    "ClusterRoleBinding"]
+    assert sorted(d["kind"] for d in both if d["kind"] in rbac) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding",
+                                                                    "ClusterRoleBinding", "ClusterRoleBinding"]
+
+
+def test_default_gpu_schema_names_exactly_the_catalog() -> None:
+    from vllm_fit.profiles import gpu_catalog
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    choices = schema["properties"]["config"]["properties"]["default_gpu"]["anyOf"]
+    (names,) = [c["enum"] for c in choices if "enum" in c]
+    catalog = {key for g in gpu_catalog().gpus for key in (g.name, *g.aliases, *g.gfd_products, *g.gke_accelerators)
+               if key}
+    assert set(names) == catalog
+
+
+@needs_helm
+@pytest.mark.parametrize("value, accepted", [
+    ("H100-80GB", True), ("NVIDIA-H100-80GB-HBM3", True), ("nvidia-l4", True), ("79.18GiB", True),
+    ("48 GB", True), ("H1OO", False), ("80", False), ("lots", False),
+])
+def test_schema_rejects_a_default_gpu_that_is_neither_a_catalog_name_nor_a_size(value: str, accepted: bool) -> None:
+    result = _helm("template", RELEASE, str(CHART), "--set-string", f"config.default_gpu={value}", check=False)
+    assert (result.returncode == 0) is accepted, result.stderr
+    if not accepted:
+        assert "schema" in result.stderr and "default_gpu" in result.stderr
+
+
+def test_server_fails_fast_with_one_line_on_a_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("default_gpu: H1OO\nmode: enforce\n")
+    result = subprocess.run([sys.executable, "-m", "vllm_fit", "serve", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "default_gpu" in lines[0] and "H1OO" in lines[0]
 
 
 @needs_helm
@@ -437,7 +479,7 @@ def test_configmap_is_a_config_the_server_accepts(values: Path | None, tmp_path:
 
 def test_values_config_keys_are_the_server_config_keys() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
-    chart_managed = {"exempt_namespaces", "model_bundle_dirs", "read_configmaps",  # from rbac.readConfigMaps
+    chart_managed = {"exempt_namespaces", "model_bundle_dirs", "read_configmaps", "cluster_gpus",  # from rbac.*
                      "profiles_dir",  # from profiles.configMap
                      "namespace",  # the release namespace
                      # from observer.* (templates/configmap.yaml)

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import VllmFitError
+from .launch.flags import FlagTable
 from .memory.gpu import GpuCatalog, GpuSpec, MigProfile
 from .memory.measured import MeasuredProfile
 from .memory.model_info import ModelInfo
@@ -48,6 +49,16 @@ def gpu_catalog(directory: Optional[Path] = None) -> GpuCatalog:
         gpus=tuple(GpuSpec(**entry) for entry in data.get("gpus", [])),
         mig_profiles=tuple(MigProfile(**entry) for entry in data.get("mig_profiles", [])),
     )
+
+
+@lru_cache(maxsize=4)
+def vllm_flag_table(directory: Optional[Path] = None) -> FlagTable:
+    """The options each vLLM release accepts (vllm-flags.yaml, from scripts/gen_vllm_flags.py)."""
+    path = (directory or profiles_dir()) / "vllm-flags.yaml"
+    try:
+        return FlagTable.from_data(_yaml(path) or {})
+    except (ValueError, AttributeError) as exc:
+        raise VllmFitError(f"{path}: {exc}") from None
 
 
 @lru_cache(maxsize=4)

@@ -40,6 +40,9 @@ class WebhookConfig(BaseModel):
     unknown_model_policy: Policy = "warn"
     unknown_gpu_policy: Policy = "warn"
     exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    # Learn the GPU types from the cluster's Nodes (a watch; RBAC list/watch nodes) for launches
+    # whose manifest names none.
+    cluster_gpus: bool = True
     model_bundle_dirs: tuple[str, ...] = ()
     # Measured profiles (`vllm-fit logs --write-profile` files; the chart mounts a ConfigMap).
     profiles_dir: Optional[str] = None

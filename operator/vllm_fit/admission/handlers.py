@@ -94,6 +94,15 @@ def register(registry: kopf.OperatorRegistry, reviewer: Reviewer, metrics: Webho
             patch.metadata.annotations[key] = value
         metrics.review_seconds.labels(MUTATE_PATH, body.get("kind", "")).observe(time.perf_counter() - started)
 
+    nodes = getattr(reviewer, "nodes", None)
+    if nodes is not None:
+
+        # kopf lists the Nodes, then watches them (reconnecting and re-listing on its own); the
+        # handler only updates the store the reviews read.
+        @kopf.on.event("", "v1", "nodes", registry=registry)
+        def node_event(type, body, **_):  # noqa: ANN001, A002
+            nodes.apply(type, dict(body))
+
     for group, version, plural in RESOURCES:
         for webhook, mode in VALIDATE_PATHS.items():
             kopf.on.validate(group, version, plural, id=webhook, operations=["CREATE", "UPDATE"],

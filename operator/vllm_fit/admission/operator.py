@@ -11,11 +11,12 @@ from typing import Optional
 import kopf
 
 from ..hub.resolver import ModelResolver, default_resolver
-from ..profiles import gpu_catalog, runtime_profiles_with
+from ..profiles import gpu_catalog, runtime_profiles_with, vllm_flag_table
 from .config import WebhookConfig
 from .configmaps import ApiConfigMaps, ConfigMapReader
 from .handlers import register
 from .metrics import WebhookMetrics
+from .nodes import NodeStore
 from .observer import Observer, ObserverApi, ObserverMetrics, register_observer
 from .review import Reviewer
 from .server import AdmissionServer, HealthServer
@@ -54,9 +55,11 @@ async def run_webhook(
     health = HealthServer(metrics, health_port, addr=addr)
     login: dict[str, Optional[kopf.ConnectionInfo]] = {"info": None}
     api_configmaps = ApiConfigMaps(lambda: login["info"])
+    catalog = gpu_catalog()
     reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
-                        gpu_catalog(), runtime_profiles_with(config.profiles_dir), metrics=metrics,
-                        configmaps=ConfigMapReader(api_configmaps) if config.read_configmaps else None)
+                        catalog, runtime_profiles_with(config.profiles_dir), metrics=metrics,
+                        configmaps=ConfigMapReader(api_configmaps) if config.read_configmaps else None,
+                        flag_table=vllm_flag_table(), nodes=NodeStore(catalog) if config.cluster_gpus else None)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)
     observer_api: Optional[ObserverApi] = None

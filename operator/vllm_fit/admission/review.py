@@ -24,8 +24,11 @@ from ..memory.gpu import GpuCatalog, GpuSpec
 from ..check import LaunchResult, check_launch
 from ..memory.plan import Reason, Verdict
 from ..memory.runtime import RuntimeProfiles
+from ..launch.flags import FlagTable
+from ..profiles import vllm_flag_table
 from .config import WebhookConfig
 from .configmaps import ConfigMapReader
+from .nodes import NodeStore
 
 ANNOTATION_PREFIX = "vllm-fit.io/"
 SKIP_ANNOTATION = ANNOTATION_PREFIX + "skip"
@@ -120,7 +123,8 @@ class Reviewer:
 
     def __init__(self, config: WebhookConfig, resolver: ModelResolver, catalog: GpuCatalog,
                  profiles: RuntimeProfiles, metrics: Optional[Any] = None,
-                 configmaps: Optional[ConfigMapReader] = None) -> None:
+                 configmaps: Optional[ConfigMapReader] = None, flag_table: Optional[FlagTable] = None,
+                 nodes: Optional[NodeStore] = None) -> None:
         self.metrics = metrics
         # Reads the ConfigMaps a launch takes values from (None: they stay unresolved).
         self.configmaps = configmaps
@@ -129,6 +133,9 @@ class Reviewer:
         self.catalog = catalog
         self.profiles = profiles
         self._configured_measured = profiles.measured  # calibration entries are added beside these
+        self.flag_table = flag_table if flag_table is not None else vllm_flag_table()
+        # The cluster's GPU Nodes, kept current by a watch (admission/nodes.py); None: not used.
+        self.nodes = nodes
         self.default_gpu: Optional[GpuSpec] = catalog.resolve(config.default_gpu) if config.default_gpu else None
         # Planned launches by what decides them; the same launch recurs across Deployments, their
         # ReplicaSets, re-applies and the validating/mutating pair. Bounded LRU.
@@ -241,7 +248,10 @@ class Reviewer:
             launch = launch.model_copy(update={"model": named,
                                                "unresolved": tuple(u for u in launch.unresolved if u != "--model")})
             found = found.model_copy(update={"launch": launch})
+        inventory = self.nodes.inventory() if self.nodes is not None else None
         material = found.model_dump_json(exclude={"launch": {"sources"}})
+        if inventory is not None and found.gpus.type is None:  # judged on the Nodes: their state is part of the key
+            material += f"|nodes:{self.nodes.generation}"  # type: ignore[union-attr]
         key = hashlib.sha256(material.encode()).hexdigest() if len(material) <= CACHEABLE_BYTES else None
         cached = self._results.get(key) if key else None
         if cached is not None:
@@ -261,7 +271,8 @@ class Reviewer:
         result = self._apply_policy(check_launch(
             found, resolver=resolver, catalog=self.catalog, profiles=self.profiles,
             default_vllm_version=self.config.default_vllm_version, gpus_per_node=self.config.gpus_per_node,
-            concurrency_threshold=self.config.concurrency_threshold))
+            concurrency_threshold=self.config.concurrency_threshold, flag_table=self.flag_table,
+            inventory=inventory))
         if key and not any(r.code in _MODEL_CODES for r in result.verdict.reasons):  # never pin a transient miss
             self._results[key] = result
             if len(self._results) > self._results_limit:
@@ -329,7 +340,7 @@ class Reviewer:
         meta = obj.get("metadata") or {}
         where = f"{meta.get('namespace') or '-'}/{meta.get('name') or meta.get('generateName') or '?'}"
         errors = [(r, e) for r in results for e in r.verdict.errors]
-        verdict = "reject" if errors else ("warn" if any(r.verdict.reasons for r in results) else "fits")
+        verdict = "reject" if errors else ("warn" if any(r.verdict.problems for r in results) else "fits")
         if all(r.plan is None for r in results) and not errors:
             verdict = "unknown"
         deny = bool(errors) and mode == "enforce" and not unchanged
@@ -341,7 +352,7 @@ class Reviewer:
         if mode != "audit":
             for result in results:
                 for reason in result.verdict.reasons:
-                    if deny and reason.severity == "error":
+                    if reason.severity == "info" or (deny and reason.severity == "error"):
                         continue
                     text = reason.short()
                     if not text.startswith("vllm-fit"):
@@ -360,7 +371,7 @@ class Reviewer:
     def annotations(obj: dict[str, Any], results: list[LaunchResult], verdict: str) -> dict[str, Optional[str]]:
         """The result annotations that differ from what the object already carries (None removes one)."""
         current = (obj.get("metadata") or {}).get("annotations") or {}
-        primary = next((r for r in results if r.plan is not None), None)
+        primary = next((r for r in results if r.plan is not None and r.plan.valid), None)
         wanted: dict[str, Optional[str]] = {key: None for key in RESULT_ANNOTATIONS}
         wanted[ANNOTATION_PREFIX + "verdict"] = verdict
         if primary is not None and primary.plan is not None:

@@ -22,12 +22,14 @@ from ..check import LaunchResult, check_object
 from ..launch.find import ConfigMaps
 from ..errors import VllmFitError
 from ..hub import default_resolver
-from ..profiles import gpu_catalog, runtime_profiles_with
+from ..inventory import Inventory
+from ..profiles import gpu_catalog, runtime_profiles_with, vllm_flag_table
 from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
 from .common import GREEN, RED, YELLOW, paint
+from .kube import list_nodes, nodes_from_file
 
-HELP = """usage: vllm-fit check [FILES|DIRS|-] [--gpu DEFAULT] [--vllm-version DEFAULT] [--profiles DIR] [-o table|json]
-                      [--strict] [--detection loose|strict]
+HELP = """usage: vllm-fit check [FILES|DIRS|-] [--gpu DEFAULT] [--vllm-version DEFAULT] [--profiles DIR]
+                      [--cluster | --nodes FILE] [-o table|json] [--strict] [--detection loose|strict]
 
 Check every vLLM launch in Kubernetes manifests (YAML or JSON, multi-document, `kind: List`;
 directories are read recursively for *.yaml, *.yml and *.json; `-` reads stdin).
@@ -37,6 +39,10 @@ KAITO inference configs); Secrets are never read.
 --gpu DEFAULT          GPU for launches whose manifest does not say (catalog name or a size)
 --vllm-version X.Y.Z   vLLM version for images whose tag does not state one
 --profiles DIR         measured profiles (`vllm-fit logs --write-profile` files) to plan with
+--cluster              learn the GPU types from the Nodes of the kubeconfig's cluster (KUBECONFIG,
+                       --kubeconfig PATH, --context NAME), for launches whose manifest names none:
+                       the same judgement the webhook makes
+--nodes FILE           the same from saved Nodes (`kubectl get nodes -o yaml`)
 -o table|json          output format (default table)
 --strict               warnings fail the check too (exit 1)
 --detection MODE       loose (default): also recognise vendor images by vLLM engine flags, a vllm
@@ -188,21 +194,26 @@ def _read(path: Path) -> Iterator[tuple[str, Optional[str], Optional[str]]]:
 def _parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     paths: list[str] = []
     opts: dict[str, Any] = {"output": "table", "strict": False, "gpu": None, "vllm_version": None,
-                            "detection": "loose", "profiles": None}
+                            "detection": "loose", "profiles": None, "cluster": False, "kubeconfig": None,
+                            "context": None, "nodes": None}
+    valued = {"-o": "output", "--output": "output", "--gpu": "gpu", "--vllm-version": "vllm_version",
+              "--detection": "detection", "--profiles": "profiles", "--kubeconfig": "kubeconfig",
+              "--context": "context", "--nodes": "nodes"}
     i = 0
     while i < len(argv):
         token = argv[i]
         name, eq, value = token.partition("=")
-        if name in ("--gpu", "--vllm-version", "-o", "--output", "--detection", "--profiles"):
+        if name in valued:
             if not eq:
                 if i + 1 >= len(argv):
                     raise VllmFitError(f"{name} needs a value")
                 value = argv[i + 1]
                 i += 1
-            opts[{"-o": "output", "--output": "output", "--gpu": "gpu", "--vllm-version": "vllm_version",
-                  "--detection": "detection", "--profiles": "profiles"}[name]] = value
+            opts[valued[name]] = value
         elif token == "--strict":
             opts["strict"] = True
+        elif token == "--cluster":
+            opts["cluster"] = True
         elif token.startswith("-") and token != "-":
             raise VllmFitError(f"unknown option {token}")
         else:
@@ -221,7 +232,7 @@ def _cells(doc: Document, result: LaunchResult) -> list[str]:
     f = result.found
     obj = f"{f.kind}/{f.namespace + '/' if f.namespace else ''}{f.name or '?'}"
     plan = result.plan
-    if plan is not None and plan.settings:  # a plan of arguments vLLM refuses has no memory figures
+    if plan is not None and plan.settings and plan.valid:  # a plan of arguments vLLM refuses has no memory figures
         kv = f"{plan.per_gpu.kv_cache_gib:,.2f} GiB"
         conc = f"{plan.kv_cache.max_concurrency:,.2f}x"
     else:
@@ -238,14 +249,14 @@ _RIGHT = {5, 6}  # numbers line up on the right
 def _table(entries: list[tuple[list[str], list[str]]], colour: bool) -> list[str]:
     """Rows padded to the widest cell of each column; each launch's reasons under it."""
     widths = [max(len(cells[i]) for cells in [_HEADER, *(e[0] for e in entries)]) for i in range(len(_HEADER))]
-    colours = {"FITS": GREEN, "WARN": YELLOW, "REJECT": RED}
+    colours = {"FITS": GREEN, "WARN": YELLOW, "REJECT": RED, "SKIP": ""}
 
     def line(cells: list[str], paint_word: bool) -> str:
         out = []
         for i, cell in enumerate(cells):
             padded = cell.rjust(widths[i]) if i in _RIGHT else cell.ljust(widths[i])
             if paint_word and i == 3:
-                padded = paint(padded, colours[cell], colour)
+                padded = paint(padded, colours[cell], colour) if colours[cell] else padded
             out.append(padded)
         return "  ".join(out).rstrip()
 
@@ -273,6 +284,14 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
     try:
         paths, opts = _parse_args(argv)
         catalog, profiles, resolver = gpu_catalog(), runtime_profiles_with(opts["profiles"]), default_resolver()
+        flag_table = vllm_flag_table()
+        inventory = None
+        if opts["cluster"] and opts["nodes"]:
+            raise VllmFitError("give --cluster or --nodes, not both")
+        if opts["cluster"]:
+            inventory = Inventory.from_nodes(list_nodes(opts["kubeconfig"], opts["context"]), catalog)
+        elif opts["nodes"]:
+            inventory = Inventory.from_nodes(nodes_from_file(opts["nodes"]), catalog)
         if opts["gpu"]:
             catalog.resolve(opts["gpu"])
     except VllmFitError as exc:
@@ -312,14 +331,15 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
         try:
             results = check_object(doc.obj, resolver=resolver, catalog=catalog, profiles=profiles,
                                    default_gpu=opts["gpu"], default_vllm_version=opts["vllm_version"],
-                                   loose=opts["detection"] == "loose", configmaps=configmaps)
+                                   loose=opts["detection"] == "loose", configmaps=configmaps,
+                                   flag_table=flag_table, inventory=inventory)
         except VllmFitError as exc:
             unreadable(doc.file, doc.line, str(exc))
             continue
         for result in results:
             launches += 1
             rejected += result.rejected
-            warned += bool(result.verdict.fits and result.verdict.reasons)
+            warned += bool(result.verdict.fits and result.verdict.problems)
             report.append({"file": doc.file, "line": doc.line, **result.to_json_dict()})
             entries.append((_cells(doc, result),
                             [f"    {r.severity}: [{r.code}] {r.message}" for r in result.verdict.reasons]))

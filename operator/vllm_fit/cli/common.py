@@ -23,12 +23,17 @@ def verdict_word(plan: MemoryPlan) -> str:
 
 def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
     p, g, kv, s = plan.per_gpu, plan.gpu, plan.kv_cache, plan.settings
-    if not s:  # vLLM would reject the arguments before touching memory: nothing else to show
-        reason = plan.verdict.reasons[0]
-        return "\n".join([f"{plan.model} on {g['name']}, vLLM {plan.vllm_version}", "",
-                          paint("REJECT", BOLD + RED, colour) + " - vLLM will not start",
-                          f"  error: [{reason.code}] {reason.message}"])
     par = plan.parallel
+    if not s or not plan.valid:
+        # vLLM rejects the arguments before it measures memory: a breakdown would be made up.
+        # The reasons say why and what would work.
+        head = f"{plan.model} on {g['name']}, vLLM {plan.vllm_version}"
+        if s:
+            head += (f"\nTP={par['tensor_parallel_size']} PP={par['pipeline_parallel_size']} "
+                     f"DP={par['data_parallel_size']}")
+        lines = [head, "", paint("REJECT", BOLD + RED, colour) + " - vLLM will not start"]
+        lines += [f"  {r.severity}: [{r.code}] {r.message}" for r in plan.verdict.reasons]
+        return "\n".join(lines)
     lines = [
         f"{plan.model} on {g['name']} ({g['total_gib']:.2f} GiB{', nominal' if g.get('nominal') else ''}), "
         f"vLLM {plan.vllm_version} (profile {plan.profile_band}"
@@ -74,6 +79,11 @@ def _graphs_subtracted(plan: MemoryPlan) -> bool:
 def render_tp_table(plans: Iterable[MemoryPlan]) -> str:
     rows = ["  TP  weights GiB  KV cache GiB      tokens  concurrency  verdict"]
     for plan in plans:
+        if not plan.valid:
+            first = plan.verdict.reasons[0].code if plan.verdict.reasons else ""
+            rows.append(f"  {plan.parallel['tensor_parallel_size']:>2}  {'-':>11}  {'-':>12}  {'-':>10}  {'-':>11}  "
+                        f"{verdict_word(plan)}{' (' + first + ')' if first else ''}")
+            continue
         conc = plan.kv_cache.max_concurrency
         conc_text = f"{conc:10.2f}x" if math.isfinite(conc) else "          -"
         first = plan.verdict.reasons[0].code if plan.verdict.reasons else ""

@@ -185,6 +185,9 @@ Entrypoint = Literal["serve", "api_server"]
 class ParsedArgs:
     launch: VllmLaunch
     ignored: list[str] = field(default_factory=list)  # unknown options we skipped
+    # Every option string as written (`=value` removed), for the per-release check of
+    # vllm_fit.launch.flags; aliases and abbreviations as given.
+    options: list[str] = field(default_factory=list)
 
 
 def _resolve_long(name: str) -> tuple[str, bool]:
@@ -217,6 +220,7 @@ def parse_vllm_args(
     sources: dict[str, str] = {}
     unresolved: dict[str, None] = {}  # an ordered set: membership and removal in O(1)
     ignored: list[str] = []
+    options: list[str] = []
     positional: Optional[str] = None
     positional_index: Optional[int] = None
 
@@ -253,6 +257,7 @@ def parse_vllm_args(
         if token.startswith("-O") and not token.startswith("--") and len(token) > 2:
             continue  # -O3, -O.level=3: compilation shorthand, no memory effect we model
         if _is_option(token):
+            options.append(str(token).split("=", 1)[0])
             if token.startswith("--"):
                 key, eq, attached = token[2:].partition("=")
                 head, dot, tail = key.partition(".")
@@ -327,7 +332,7 @@ def parse_vllm_args(
         unresolved=tuple(unresolved),
         sources=sources,
     )
-    return ParsedArgs(launch=launch, ignored=ignored)
+    return ParsedArgs(launch=launch, ignored=ignored, options=options)
 
 
 def _is_option(token: str) -> bool:

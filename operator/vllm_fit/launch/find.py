@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import VllmFitError
 from ..memory.gpu import GpuCatalog
 from .argv import Entrypoint, UnresolvedValue, parse_vllm_args
-from .gpus import container_gpus, gpu_request, gpu_type, requests_accelerator
+from .gpus import container_gpus, gpu_request, gpu_type, other_accelerator, placement_of, requests_accelerator
 from .k8s import (KSERVE_KINDS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,
                   kubelet_expand, pod_templates)
-from .model import DetectionRule, GpuRequest, ReplicaMember, VllmLaunch
+from .model import DetectionRule, GpuRequest, Placement, ReplicaMember, VllmLaunch
 from . import kaito, kserve
 # Command recognition lives in commands.py; these names stay importable from here.
 from .commands import (_API_SERVER, _ASSIGNMENT, _PYTHON, _SHELLS, _WRAPPER_OPTIONS, _basename,  # noqa: F401
@@ -65,6 +65,10 @@ class FoundLaunch(BaseModel):
     notes: tuple[str, ...] = ()  # what the reader could not see, and why
     # Why this launch cannot be judged at all (e.g. a controller picks its parallelism later); not planned.
     not_judged: Optional[str] = None
+    options: tuple[str, ...] = ()  # every vLLM option string the launch gives (checked per release)
+    placement: Placement = Placement()  # nodeSelector, required node affinity, tolerations
+    # A device vllm-fit does not model (TPU, Gaudi, Ascend, Neuron, CPU, ...), e.g. "TPU (google.com/tpu)".
+    accelerator: Optional[str] = None
 
 
 # ---------------------------------------------------------------- images
@@ -333,14 +337,15 @@ def _vllm_env(variables: dict[str, Optional[str]]) -> dict[str, str]:
 
 
 def _parse(entrypoint: Entrypoint, argv: list[str], version: Optional[str], env: dict[str, str]
-           ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...]]:
+           ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(launch, problems, ignored tokens, option strings)."""
     source = "image tag" if version else None
     try:
         parsed = parse_vllm_args(argv, entrypoint=entrypoint, vllm_version=version, env=env)
     except VllmFitError as exc:
-        return VllmLaunch(vllm_version=version, vllm_version_source=source, env=env), (str(exc),), ()
+        return VllmLaunch(vllm_version=version, vllm_version_source=source, env=env), (str(exc),), (), ()
     launch = parsed.launch.model_copy(update={"vllm_version_source": source}) if source else parsed.launch
-    return launch, (), tuple(parsed.ignored)
+    return launch, (), tuple(parsed.ignored), tuple(parsed.options)
 
 
 def _containers(spec: dict) -> list[tuple[dict, bool]]:
@@ -405,7 +410,7 @@ class _Context:
 
     @staticmethod
     def parse(entrypoint: Entrypoint, argv: list[str], image: Optional[str], variables: dict[str, Optional[str]]
-              ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...]]:
+              ) -> tuple[VllmLaunch, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         return _parse(entrypoint, argv, vllm_version_from_image(image), _vllm_env(variables))
 
     def template_launches(self, template: PodTemplate) -> list[FoundLaunch]:
@@ -428,7 +433,7 @@ def _template_launches(ctx: _Context, template: PodTemplate) -> list[FoundLaunch
         if found is None:
             continue
         version = vllm_version_from_image(image)
-        launch, problems, ignored = _parse(found.entrypoint, found.argv, version, _vllm_env(found.variables))
+        launch, problems, ignored, options = _parse(found.entrypoint, found.argv, version, _vllm_env(found.variables))
         notes: tuple[str, ...] = ()
         if found.in_image:
             launch = launch.model_copy(update={"unresolved": ("--model",)})
@@ -447,7 +452,10 @@ def _template_launches(ctx: _Context, template: PodTemplate) -> list[FoundLaunch
         out.append(ctx.found(label, image, launch, gpus, problems, ignored,
                              runtime_template=bool(group.get("runtime_template")), detected_by=found.rule,
                              launch_in_image=found.in_image, config_maps=found.env.config_maps, notes=notes,
-                             headless=any(str(t) == "--headless" for t in found.argv)))
+                             headless=any(str(t) == "--headless" for t in found.argv), options=options,
+                             placement=placement_of(template.spec),
+                             accelerator=(other_accelerator(container, image, found.argv, found.variables)
+                                          if not count else None)))
     return out
 
 

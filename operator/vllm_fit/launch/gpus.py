@@ -15,7 +15,7 @@ import re
 from typing import Any, Optional
 
 from ..errors import VllmFitError
-from .model import GpuRequest
+from .model import GpuRequest, Placement
 
 ANNOTATION = "vllm-fit.io/gpu"
 # Written by the webhook next to ANNOTATION: the type_source its plan used. When present and
@@ -149,3 +149,77 @@ def gpu_type(annotations: list[Optional[dict]], pod_spec: dict, resource: Option
 def gpu_request(count: int, resource: Optional[str], gpu_type_and_source: tuple[Optional[str], str]) -> GpuRequest:
     kind, source = gpu_type_and_source
     return GpuRequest(count=count, resource=resource, type=kind, type_source=source)  # type: ignore[arg-type]
+
+
+def placement_of(pod_spec: Any) -> Placement:
+    """The pod's nodeSelector, required node affinity and tolerations (malformed parts ignored)."""
+    if not isinstance(pod_spec, dict):
+        return Placement()
+    selector = pod_spec.get("nodeSelector")
+    selector = {str(k): str(v) for k, v in selector.items()} if isinstance(selector, dict) else {}
+    terms = None
+    try:
+        raw = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        if isinstance(raw, list):
+            terms = tuple(t if isinstance(t, dict) else {} for t in raw[:64])
+    except (KeyError, TypeError):
+        pass
+    tolerations = pod_spec.get("tolerations")
+    tolerations = tuple(t for t in tolerations[:64] if isinstance(t, dict)) if isinstance(tolerations, list) else ()
+    return Placement(node_selector=selector, node_affinity_terms=terms, tolerations=tolerations)
+
+
+# Device-plugin resources of accelerators the memory model does not cover, by name prefix.
+OTHER_ACCELERATOR_RESOURCES: tuple[tuple[str, str], ...] = (
+    ("google.com/tpu", "TPU"),
+    ("habana.ai/gaudi", "Intel Gaudi"),
+    ("huawei.com/ascend", "Huawei Ascend"),
+    ("aws.amazon.com/neuron", "AWS Neuron"),
+    ("gpu.intel.com/", "Intel GPU"),
+)
+# vLLM's --device values (before 0.10) and VLLM_TARGET_DEVICE, and words in image names of
+# vLLM's non-CUDA builds (vllm-cpu, vllm-tpu, vllm-gaudi/hpu, vllm-neuron, vllm-ascend, vllm-xpu).
+_DEVICE_WORDS = {"cpu": "CPU", "tpu": "TPU", "hpu": "Intel Gaudi", "gaudi": "Intel Gaudi", "habana": "Intel Gaudi",
+                 "neuron": "AWS Neuron", "ascend": "Huawei Ascend", "npu": "Huawei Ascend", "xpu": "Intel GPU",
+                 "openvino": "OpenVINO"}
+_CPU_ENV = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")
+
+
+def other_accelerator(container: Any, image: Optional[str], argv: Any, env: Any) -> Optional[str]:
+    """What a container without a GPU resource runs vLLM on, when that is not a CUDA/ROCm GPU:
+    "TPU (google.com/tpu)", "CPU (--device cpu)", ... None for a GPU launch or when nothing says."""
+    resources = container.get("resources") if isinstance(container, dict) else None
+    if isinstance(resources, dict):
+        names: list[str] = []
+        for section in ("limits", "requests"):
+            table = resources.get(section)
+            if isinstance(table, dict):
+                names += [str(k).strip() for k in table]
+        if any(is_gpu_resource(n) for n in names):
+            return None
+        for name in names:
+            for prefix, label in OTHER_ACCELERATOR_RESOURCES:
+                if name.lower().startswith(prefix):
+                    return f"{label} ({name})"
+    words = [str(w) for w in argv or ()]
+    for i, word in enumerate(words):
+        value = None
+        if word.startswith("--device="):
+            value = word.split("=", 1)[1]
+        elif word == "--device" and i + 1 < len(words):
+            value = words[i + 1]
+        if value and value.strip().lower() in _DEVICE_WORDS:
+            return f"{_DEVICE_WORDS[value.strip().lower()]} (--device {value.strip()})"
+    env = env if isinstance(env, dict) else {}
+    target = str(env.get("VLLM_TARGET_DEVICE") or "").strip().lower()
+    if target in _DEVICE_WORDS:
+        return f"{_DEVICE_WORDS[target]} (VLLM_TARGET_DEVICE={target})"
+    for name in _CPU_ENV:
+        if env.get(name) is not None:
+            return f"CPU ({name})"
+    if image:
+        name_and_tag = image.split("@", 1)[0].rsplit("/", 1)[-1]  # not the registry or organisation
+        for word in re.split(r"[:._-]+", name_and_tag.lower()):
+            if word in _DEVICE_WORDS and word != "openvino":
+                return f"{_DEVICE_WORDS[word]} (image {image})"
+    return None

@@ -154,7 +154,7 @@ def workspace(ctx: "_Context", obj: dict) -> list["FoundLaunch"]:
                 unknown_config = True
                 notes.append(f"ConfigMap {config_name}: {problem}; KAITO would not start")
             flags = parsed or []
-    launch, problems, ignored = ctx.parse("api_server", head + flags, None, {})
+    launch, problems, ignored, options = ctx.parse("api_server", head + flags, None, {})
     updates: dict[str, Any] = {}
     if not model:
         updates["unresolved"] = (*launch.unresolved, "--model")
@@ -177,7 +177,8 @@ def workspace(ctx: "_Context", obj: dict) -> list["FoundLaunch"]:
         members = (ReplicaMember(container="workspace/leader", role="leader", pods=1, gpus_per_pod=per_node),
                    ReplicaMember(container="workspace/worker", role="worker", pods=nodes - 1, gpus_per_pod=per_node))
     return [ctx.found("inference", None, launch, gpus, problems, ignored, detected_by="resource",
-                      config_maps=config_maps, notes=tuple(notes), members=members, not_judged=not_judged)]
+                      config_maps=config_maps, notes=tuple(notes), members=members, not_judged=not_judged,
+                      options=options)]
 
 
 def _gpus(ctx: "_Context", resource: dict) -> tuple[GpuRequest, Optional[int], int, Optional[str]]:

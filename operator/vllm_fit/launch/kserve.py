@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from .argv import UnresolvedValue
-from .gpus import container_gpus, gpu_request, gpu_type
+from .gpus import container_gpus, gpu_request, gpu_type, other_accelerator, placement_of
 from .k8s import PodTemplate
 from .model import ReplicaMember, VllmLaunch
 from .shell import split_words
@@ -149,7 +149,7 @@ def _predictor_model(ctx: "_Context", predictor: dict, model: dict, annotations:
             head += ["--pipeline-parallel-size", str(pp)]
             nodes = max(pp, 1)
     image = model.get("image") if isinstance(model.get("image"), str) else None
-    launch, problems, ignored = ctx.parse("serve", head + rest, image, dict(env.values))
+    launch, problems, ignored, options = ctx.parse("serve", head + rest, image, dict(env.values))
     if source is not None:
         launch = source.apply(launch)
     count, resource = container_gpus(model, "predictor.model.resources")
@@ -160,7 +160,9 @@ def _predictor_model(ctx: "_Context", predictor: dict, model: dict, annotations:
         members = (ReplicaMember(container="kserve-container", role="leader", pods=1, gpus_per_pod=count),
                    ReplicaMember(container="worker", role="worker", pods=nodes - 1, gpus_per_pod=count))
     return ctx.found("kserve-container", image, launch, gpus, problems, ignored, detected_by="resource",
-                     config_maps=env.config_maps, members=members)
+                     config_maps=env.config_maps, members=members, options=options,
+                     placement=placement_of(predictor),
+                     accelerator=other_accelerator(model, image, rest, dict(env.values)) if not count else None)
 
 
 # ---------------------------------------------------------------- LLMInferenceService
@@ -226,7 +228,7 @@ def _llmisvc_role(ctx: "_Context", obj: dict, prefix: str, role: dict, source: O
     # The template's args follow KServe's own flags (its `bash -c '... vllm serve ... $@' --`).
     args = ctx.expand(ctx.strings((main or {}).get("args"), f"{prefix}template.args"), variables)
     image = main.get("image") if main is not None and isinstance(main.get("image"), str) else None
-    launch, problems, ignored = ctx.parse("serve", head + args + extra, image, variables)
+    launch, problems, ignored, options = ctx.parse("serve", head + args + extra, image, variables)
     if source is not None:
         launch = source.apply(launch)
     if "VLLM_ADDITIONAL_ARGS" in variables and additional is None:
@@ -257,4 +259,6 @@ def _llmisvc_role(ctx: "_Context", obj: dict, prefix: str, role: dict, source: O
                  "stated here",)
         gpus = gpus.model_copy(update={"count": None, "per_pod": None})
     return ctx.found(container, image, launch, gpus, problems, ignored, detected_by="resource",
-                     config_maps=env.config_maps, members=members, notes=notes)
+                     config_maps=env.config_maps, members=members, notes=notes, options=options,
+                     placement=placement_of(template or {}),
+                     accelerator=other_accelerator(main or {}, image, args + extra, variables) if not count else None)

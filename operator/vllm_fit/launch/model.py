@@ -100,6 +100,7 @@ GpuTypeSource = Literal[
     "mig-resource",
     "default",
     "cli",
+    "cluster",  # not stated: the GPUs of the cluster's Nodes the pod can be scheduled on
     "unknown",
 ]
 
@@ -145,3 +146,13 @@ class ReplicaMember(BaseModel):
     data_parallel_ranks_per_pod: Optional[int] = None  # --data-parallel-size-local in this pod
     # The data-parallel rank of this member's first pod (each next pod starts ranks_per_pod later).
     data_parallel_start_rank: Optional[int] = None
+
+class Placement(BaseModel):
+    """Where the scheduler may put the pod: what restricts it to some Nodes (as the pod spec says)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    # requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms (ORed), as given
+    node_affinity_terms: Optional[tuple[dict, ...]] = None
+    tolerations: tuple[dict, ...] = ()

@@ -28,11 +28,12 @@ from .result import (
 from .runtime import RuntimeProfiles
 from .settings import InvalidSetting, Settings, resolve_settings
 from .suggest import _suggest
-from .verdict import _reasons, _short
+from .verdict import _reasons, _short, gpu_count_reason
 from .versions import DEFAULT_VLLM_VERSION, NEWEST_MODELLED_VERSION, parse_version
 
 __all__ = ["DEFAULT_CONCURRENCY_THRESHOLD", "DEFAULT_GPUS_PER_NODE", "KvCache", "MemoryPlan", "PerGpu", "Reason",
-           "Severity", "Suggestions", "Verdict", "parallelism_problems", "plan", "valid_tensor_parallel_sizes"]
+           "Severity", "Suggestions", "Verdict", "gpu_count_reason", "parallelism_problems", "plan",
+           "valid_tensor_parallel_sizes"]
 
 
 def plan(
@@ -65,6 +66,8 @@ def plan(
     fits = not any(r.severity == "error" for r in reasons)
     result = _assemble(model, s, gpu, ev, reasons, fits, suggestions)
     result.__dict__["vllm_version_source"] = version_source(launch, default_version)
+    # vLLM refuses the launch before it measures memory: the figures are not to be shown.
+    result.__dict__["valid"] = not ev.problems and not (gpus_given is not None and gpus_given < s.gpus_per_replica)
     return result
 
 
@@ -96,6 +99,7 @@ def _invalid_plan(model: ModelInfo, launch: VllmLaunch, gpu: GpuSpec, profiles: 
                          kv_cache_dtype=launch.kv_cache_dtype or "auto"),
         verdict=Verdict(fits=False, reasons=(reason,)),
         suggestions=Suggestions(),
+        valid=False,
     )
 
 

@@ -7,7 +7,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Severity = Literal["error", "warning"]
+# "info": a fact about the launch that is no problem (e.g. an accelerator vllm-fit does not model).
+Severity = Literal["error", "warning", "info"]
 DEFAULT_CONCURRENCY_THRESHOLD = 2.0
 DEFAULT_GPUS_PER_NODE = 8
 
@@ -35,6 +36,11 @@ class Verdict(BaseModel):
     @property
     def warnings(self) -> tuple[Reason, ...]:
         return tuple(r for r in self.reasons if r.severity == "warning")
+
+    @property
+    def problems(self) -> tuple[Reason, ...]:
+        """Errors and warnings (what a user must read); info notes left out."""
+        return tuple(r for r in self.reasons if r.severity != "info")
 
 
 class PerGpu(BaseModel):
@@ -91,7 +97,14 @@ class MemoryPlan(BaseModel):
     derivation: dict[str, object] = Field(default_factory=dict)
     sources: dict[str, str] = Field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # False when vLLM refuses the arguments themselves (invalid values, TP/PP the model cannot
+    # split over, fewer GPUs than TPxPPxDP): the memory figures above are then not what vLLM
+    # would log (it never gets that far) and are not shown; the reasons carry the fix.
+    valid: bool = True
 
     def to_json_dict(self) -> dict[str, object]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if not self.valid:  # no figures for a launch vLLM refuses before it measures memory
+            data["per_gpu"] = data["kv_cache"] = data["derivation"] = None
+        return data
 

@@ -109,9 +109,48 @@ def _model_dtype(config_dtype: str, requested: Optional[str], gpu: GpuSpec) -> s
     return canonical
 
 
+def check_values(launch: VllmLaunch, *, default_version: str = DEFAULT_VLLM_VERSION) -> None:
+    """The values vLLM rejects whatever the model and the GPU (EngineArgs/config validation), for
+    judging a launch whose model or GPU is not known. Raises InvalidSetting with vLLM's reason.
+    resolve_settings starts with it and adds the checks that need the model and the GPU."""
+    behaviour = behaviour_for(launch.vllm_version or default_version)
+    for flag, value in (("--tensor-parallel-size", launch.tensor_parallel_size),
+                        ("--pipeline-parallel-size", launch.pipeline_parallel_size),
+                        ("--data-parallel-size", launch.data_parallel_size)):
+        if value is not None and value < 1:
+            raise InvalidSetting(f"{flag} must be at least 1, got {value}")
+    util = launch.gpu_memory_utilization
+    if util is not None and not 0 < util <= 1:
+        raise InvalidSetting(f"--gpu-memory-utilization must be in (0, 1], got {util}")
+    if launch.cpu_offload_gb is not None and launch.cpu_offload_gb < 0:
+        raise InvalidSetting(f"--cpu-offload-gb must be >= 0, got {launch.cpu_offload_gb}")
+    dp_local, dp = launch.data_parallel_size_local, launch.data_parallel_size or 1
+    if dp_local is not None and not 1 <= dp_local <= dp:
+        raise InvalidSetting(f"--data-parallel-size-local {dp_local} must be between 1 and --data-parallel-size {dp}")
+    if launch.dtype is not None and launch.dtype not in _DTYPES:
+        raise InvalidSetting(f"--dtype {launch.dtype!r} is not one of {', '.join(sorted(_DTYPES))}")
+    kv_dtype = (launch.kv_cache_dtype or "auto").lower()
+    if kv_dtype != "auto" and kv_dtype not in _KV_DTYPE_BYTES:
+        raise InvalidSetting(f"--kv-cache-dtype {launch.kv_cache_dtype!r} is not a vLLM cache dtype")
+    block = launch.block_size
+    if block is not None and (block < 1 or (behaviour.block_size_choices and block not in behaviour.block_size_choices)):
+        choices = ", ".join(map(str, behaviour.block_size_choices)) or "a positive integer"
+        raise InvalidSetting(f"--block-size {block} is not accepted by vLLM {behaviour.version} (choices: {choices})")
+    max_len = launch.max_model_len
+    if max_len in (-1, 0):
+        if not behaviour.supports_auto_max_model_len:
+            raise InvalidSetting(f"--max-model-len auto needs vLLM 0.14 or later (this is {behaviour.version})")
+    elif max_len is not None and max_len < 1:
+        raise InvalidSetting(f"--max-model-len must be positive, got {max_len}")
+    seqs, mnbt = launch.max_num_seqs, launch.max_num_batched_tokens
+    if seqs is not None and mnbt is not None and mnbt < seqs:
+        raise InvalidSetting(f"max_num_batched_tokens ({mnbt}) must be greater than or equal to max_num_seqs ({seqs}).")
+
+
 def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, default_version: str = DEFAULT_VLLM_VERSION) -> Settings:
     version = launch.vllm_version or default_version
     behaviour = behaviour_for(version)
+    check_values(launch, default_version=default_version)
     if launch.cpu_offload_gb is not None and launch.cpu_offload_gb < 0:
         raise InvalidSetting(f"--cpu-offload-gb must be >= 0, got {launch.cpu_offload_gb}")
     defaults: list[str] = []

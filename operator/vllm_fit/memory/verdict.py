@@ -43,6 +43,20 @@ def _short_fix(sug: Suggestions) -> str:
     return ""
 
 
+def gpu_count_reason(name: str, tp: int, pp: int, need: int, given: int) -> Reason:
+    """GPUs a pod gets against the TPxPPxDP ranks vLLM starts: fewer is fatal (vLLM waits for
+    devices that do not exist), more leaves GPUs idle. Needs no model and no GPU type."""
+    if given < need:
+        return Reason(code="gpu-count-mismatch", severity="error",
+                      message=f"{name} at TP={tp}" + (f" PP={pp}" if pp > 1 else "")
+                              + f": TPxPPxDP needs {need} GPUs but the pod gets {given}; request {need} GPUs, "
+                                f"or lower TPxPPxDP to {given}",
+                      summary=f"{name}: needs {need} GPUs (TPxPPxDP), pod gets {given}")
+    return Reason(code="gpu-count-mismatch", severity="warning",
+                  message=f"{name}: the pod gets {given} GPUs but TPxPPxDP uses {need}; {given - need} sit idle",
+                  summary=f"{name}: {given} GPUs requested, TPxPPxDP uses {need}")
+
+
 def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: Suggestions,
              gpus_given: Optional[int], threshold: float) -> list[Reason]:
     reasons: list[Reason] = []
@@ -53,20 +67,14 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
     then = f"; {fix}" if fix else ""
     if ev.problems:
         valid = valid_tensor_parallel_sizes(model, max(DEFAULT_GPUS_PER_NODE, s.tensor_parallel_size))
+        fitting = (f"; TP={sug.tensor_parallel_size} fits on {gpu.name} ({sug.tensor_parallel_kv_cache_gib:.2f} GiB "
+                   f"KV cache)" if sug.tensor_parallel_size else "")
         reasons.append(Reason(code="invalid-parallelism", severity="error",
-                              message=f"{where}: {ev.problems[0]}; valid TP sizes: {', '.join(map(str, valid))}",
+                              message=f"{where}: {ev.problems[0]}; valid TP sizes: {', '.join(map(str, valid))}{fitting}",
                               summary=f"{name}: TP={s.tensor_parallel_size} is invalid; valid TP: {', '.join(map(str, valid))}"))
     if gpus_given is not None and gpus_given != s.gpus_per_replica:
-        need = s.gpus_per_replica
-        if gpus_given < need:
-            reasons.append(Reason(code="gpu-count-mismatch", severity="error",
-                                  message=f"{where}: TPxPPxDP needs {need} GPUs but the pod gets {gpus_given}",
-                                  summary=f"{name}: needs {need} GPUs (TPxPPxDP), pod gets {gpus_given}"))
-        else:
-            reasons.append(Reason(code="gpu-count-mismatch", severity="warning",
-                                  message=f"{name}: the pod gets {gpus_given} GPUs but TPxPPxDP uses {need}; "
-                                          f"{gpus_given - need} sit idle",
-                                  summary=f"{name}: {gpus_given} GPUs requested, TPxPPxDP uses {need}"))
+        reasons.append(gpu_count_reason(name, s.tensor_parallel_size, s.pipeline_parallel_size,
+                                        s.gpus_per_replica, gpus_given))
     if ev.unified_free_tight:
         reasons.append(Reason(
             code="unified-memory-free", severity="warning",
