@@ -139,6 +139,7 @@ _ARGUMENT_CODES = frozenset({"invalid-argument", "invalid-parallelism", "unknown
 
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+_FIRST_CODES = frozenset({"invalid-argument", "invalid-parallelism", "unknown-flag"})
 
 
 def _short(model_id: Optional[str]) -> str:
@@ -397,7 +398,8 @@ def check_launch(
             summary=f"{where}: image states no vLLM version; judged as vLLM {result_plan.vllm_version}"))
     # The GPU count is judged once, above, without the model.
     reasons = list(findings) + [r for r in plan_reasons if r.code != "gpu-count-mismatch"]
-    reasons.sort(key=lambda r: _SEVERITY_ORDER[r.severity])  # stable: errors first, in the order found
+    # Stable: errors first, the arguments' own faults before the rest, each in the order found.
+    reasons.sort(key=lambda r: (_SEVERITY_ORDER[r.severity], r.code not in _FIRST_CODES))
     if any(r.severity == "error" and r.code in _ARGUMENT_CODES for r in reasons) and result_plan is not None:
         result_plan = result_plan.model_copy(update={"valid": False})
     if assumed is not None:
