@@ -419,7 +419,7 @@ def test_default_gpu_schema_names_exactly_the_catalog() -> None:
     (names,) = [c["enum"] for c in choices if "enum" in c]
     catalog = {key for g in gpu_catalog().gpus for key in (g.name, *g.aliases, *g.gfd_products, *g.gke_accelerators)
                if key}
-    assert set(names) == catalog
+    assert set(names) == catalog, "run python scripts/sync_chart_gpus.py"
 
 
 @needs_helm
