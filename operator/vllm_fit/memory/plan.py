@@ -132,9 +132,12 @@ def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reas
         notes.append(f"vLLM {s.vllm_version} extensible KV cache: sized after warm-up and CUDA-graph capture, keeping "
                      f"the transient peak and a margin free (--gpu-memory-utilization "
                      f"{'unset: 1.0' if 'gpu_memory_utilization' in s.defaults_used else s.gpu_memory_utilization})")
-        if 0.7 < s.gpu_memory_utilization < 1.0:
-            notes.append(f"vLLM {s.vllm_version} warns when --gpu-memory-utilization {s.gpu_memory_utilization} withholds "
-                         f">= 1 GiB: with the extensible KV cache it can be left unset")
+        withheld = _extensible_withheld_bytes(s, gpu, ev)
+        if 0.7 < s.gpu_memory_utilization < 1.0 and withheld >= GIB:
+            # measure_kv_cache_blocks logs the same warning (budget of all free memory vs this one).
+            notes.append(f"vLLM {s.vllm_version} warns: --gpu-memory-utilization {s.gpu_memory_utilization} keeps "
+                         f"{withheld / GIB:.2f} GiB of free memory out of the KV cache; with the extensible KV cache "
+                         f"it can be left unset unless other processes share the GPU")
     if s.behaviour.startup_plan and s.kv_cache_memory_bytes is None and s.vllm_version and \
             "VLLM_ENABLE_STARTUP_PLAN" in (s.env_flags or ()):
         notes.append("VLLM_ENABLE_STARTUP_PLAN=1: later boots reuse the first boot's KV size as "
@@ -190,3 +193,14 @@ def _derivation(s: Settings, ev: _Evaluation) -> dict[str, object]:
     out["lines"] = [c.activation.derivation, c.non_torch.derivation, c.cuda_graph.derivation] + (
         [c.extensible_margin.derivation] if c.extensible_margin is not None else [])
     return out
+
+
+def _extensible_withheld_bytes(s: Settings, gpu: GpuSpec, ev: _Evaluation) -> float:
+    """What an explicit utilization keeps out of the extensible KV cache: the size with a budget of
+    all memory free at start, less the size with this one (extensible_kv_cache.py)."""
+    margin = ev.constants.extensible_margin
+    if margin is None or s.kv_cache_memory_bytes is not None:
+        return 0.0
+    device_bound = ev.physical_bytes - ev.stage.weights_bytes - ev.constants.non_torch_gib * GIB - (
+        max(ev.constants.cuda_graph_gib, 0.0) * GIB) - margin.gib * GIB - ev.constants.activation_gib * GIB
+    return max(0.0, device_bound - ev.available_bytes)
