@@ -226,3 +226,9 @@ def test_unknown_version_is_said():
     text = SEED_STYLE.replace("(APIServer pid=1) INFO 11-27 10:00:00 [api_server.py:1839] vLLM API server version 0.11.0\n", "")
     code, out, _ = run(["-", "--max-error", "1000"], text)
     assert "the log does not say the vLLM version" in out
+
+
+def test_started_where_vllm_fit_rejected_is_a_mismatch():
+    # The seed-style log, planned as if the GPU were half as large: vllm-fit rejects, vLLM started.
+    code, out, _ = run(["-", "--gpu", "16GiB", "--max-error", "1000"], SEED_STYLE)
+    assert code == 1 and "MISMATCH: vLLM started, but vllm-fit said the launch does not fit" in out

@@ -45,8 +45,9 @@ FILE            the log (default or `-`: standard input)
 -o table|json   output (default table)
 -- vLLM flags   flags that override or complete what the log shows (e.g. -- --max-num-seqs 64)
 
-Exit status: 0 measured and predicted agree; 1 the KV cache error exceeds --max-error, or vLLM
-failed where vllm-fit said the launch fits; 2 bad input (unreadable log, unknown model or GPU).
+Exit status: 0 measured and predicted agree; 1 the KV cache error exceeds --max-error, vLLM
+failed where vllm-fit said the launch fits, or started where it said it would not; 2 bad input
+(unreadable log, unknown model or GPU).
 """
 
 _WITH_VALUE = {"--model", "--gpu", "--vllm-version", "--max-error", "--startup-plan", "--write-profile",
@@ -203,8 +204,8 @@ def render(log: StartupLog, result: Optional[MemoryPlan], comparison: Optional[C
             lines.append(f"MISMATCH: vLLM failed, but vllm-fit said the launch {said}")
         elif comparison.started is False:
             lines.append(f"agree: vLLM failed and vllm-fit said the launch {said}")
-        elif comparison.started and not comparison.predicted_fits:
-            lines.append("note: vLLM started, but vllm-fit said the launch does not fit")
+        elif comparison.started_where_rejected:
+            lines.append("MISMATCH: vLLM started, but vllm-fit said the launch does not fit")
         if comparison.kv_error_pct is None:
             lines.append("KV cache: the log prints no KV figure to compare")
         else:

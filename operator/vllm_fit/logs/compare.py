@@ -19,10 +19,11 @@ class Comparison(BaseModel):
     predicted_fits: bool
     started: Optional[bool]  # False: the log shows a failed start; None: neither a failure nor a KV cache
     failed_where_fit: bool
+    started_where_rejected: bool = False  # a false rejection: what enforce mode must never do
 
     @property
     def ok(self) -> bool:
-        return not self.failed_where_fit and self.kv_within is not False
+        return not self.failed_where_fit and not self.started_where_rejected and self.kv_within is not False
 
 
 def predicted_figures(plan: MemoryPlan) -> dict[str, Optional[float]]:
@@ -76,4 +77,5 @@ def compare(log: StartupLog, plan: MemoryPlan, max_error_pct: float) -> Comparis
         predicted_fits=fits,
         started=started,
         failed_where_fit=started is False and fits,
+        started_where_rejected=started is True and not fits,
     )
