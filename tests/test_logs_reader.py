@@ -231,3 +231,13 @@ def test_data_parallel_engines_report_engine_zeros_kv_size():
             "(EngineCore_DP1 pid=9) INFO 01-01 00:00:02 [kv_cache_utils.py:1] Maximum concurrency for 8,192 tokens per request: 24.41x\n")
     m = read_startup_log(text).measured
     assert m.kv_cache_tokens == 210000 and m.max_concurrency == 24.41 and m.max_model_len == 8192
+
+
+def test_kubectl_prefix_keeps_two_replicas_apart():
+    text = ("[pod/llama-7c9/vllm] (EngineCore_DP0 pid=1) INFO 01-01 00:00:01 [gpu_worker.py:1] Available KV cache memory: 51.38 GiB\n"
+            "[pod/llama-x2b/vllm] (EngineCore_DP0 pid=1) INFO 01-01 00:00:01 [gpu_worker.py:1] Available KV cache memory: 50.10 GiB\n"
+            "[pod/llama-x2b/vllm] (EngineCore_DP0 pid=1) INFO 01-01 00:00:02 [kv_cache_utils.py:1] GPU KV cache size: 410,000 tokens\n"
+            "[pod/llama-7c9/vllm] (EngineCore_DP0 pid=1) INFO 01-01 00:00:02 [kv_cache_utils.py:1] GPU KV cache size: 420,864 tokens\n")
+    log = read_startup_log(text)
+    assert (log.measured.kv_cache_gib, log.measured.kv_cache_tokens) == (51.38, 420864)  # the first pod's
+    assert [r.rank for r in log.ranks] == ["pod/llama-7c9/vllm | EngineCore_DP0 pid=1", "pod/llama-x2b/vllm | EngineCore_DP0 pid=1"]

@@ -94,14 +94,20 @@ def _strip_wrappers(line: str) -> str:
     return line
 
 
-def physical_lines(text: str) -> Iterator[tuple[str, Optional[str]]]:
-    """Lines with colours, wrappers and JSON envelopes removed, and a level a JSON envelope gave."""
+_KUBECTL_POD = re.compile(r"^\[(pod/[^\]\s]+)\]\s?")
+
+
+def physical_lines(text: str) -> Iterator[tuple[str, Optional[str], str]]:
+    """Lines with colours, wrappers and JSON envelopes removed, the level a JSON envelope gave,
+    and the pod `kubectl logs --prefix` named ("" when none)."""
     for raw in text.splitlines():
         raw = ANSI.sub("", raw)
+        m = _KUBECTL_POD.match(raw)
+        pod = m.group(1) if m else ""
         # A carriage return redraws the line: each segment is what was printed over.
         for segment in raw.split("\r"):
             for line, level in _expand(segment):
-                yield line, level
+                yield line, level, pod
 
 
 def _expand(segment: str) -> Iterator[tuple[str, Optional[str]]]:
@@ -117,7 +123,7 @@ def _expand(segment: str) -> Iterator[tuple[str, Optional[str]]]:
 
 def records(text: str) -> list[Record]:
     out: list[Record] = []
-    for index, (line, json_level) in enumerate(physical_lines(text)):
+    for index, (line, json_level, pod) in enumerate(physical_lines(text)):
         mark = _LEVEL_MARK.search(line)
         if mark and mark.start() > 2:
             before = line[max(0, mark.start() - 600):mark.start()]
@@ -139,6 +145,8 @@ def records(text: str) -> list[Record]:
             prefixed = True
             rank = rank or f"rank{m.group('rank')}"
             line = line[m.end():]
+        if pod:  # several pods in one `kubectl logs --prefix`: each pod's processes are its own
+            rank = f"{pod} | {rank}" if rank else pod
         level = json_level
         m = LEVEL.search(line)
         if m and m.start() <= 2:

@@ -373,10 +373,22 @@ def _engine_config(text: str) -> dict[str, object]:
     return out
 
 
-def _rank_sort_key(label: str, first_index: int) -> tuple[int, tuple[int, ...], int]:
-    numbers = tuple(int(n) for n in _RANK_NUMBERS.findall(label))
-    is_first = label == "" or label.startswith("EngineCore") or (bool(numbers) and not any(numbers))
-    return (0 if is_first else 1, numbers, first_index)
+def _rank_sort_key(label: str, first_index: int, pod_order: Optional[dict[str, int]] = None) -> tuple:
+    pod, sep, base = label.partition(" | ")
+    if not sep:
+        pod, base = (label, "") if label.startswith("pod/") else ("", label)
+    numbers = tuple(int(n) for n in _RANK_NUMBERS.findall(base))
+    is_first = base == "" or base.startswith("EngineCore") or (bool(numbers) and not any(numbers))
+    return ((pod_order or {}).get(pod, 0), 0 if is_first else 1, numbers, first_index)
+
+
+def _pod_order(labels: dict[str, "_RankState"]) -> dict[str, int]:
+    """Pods in the order their lines first appear (the first pod's ranks come first)."""
+    first: dict[str, int] = {}
+    for label, state in labels.items():
+        pod = label.partition(" | ")[0] if " | " in label else (label if label.startswith("pod/") else "")
+        first[pod] = min(first.get(pod, state.first_index), state.first_index)
+    return {pod: i for i, pod in enumerate(sorted(first, key=first.__getitem__))}
 
 
 def _engine(recs: list[Record], text: str, version: Optional[str]) -> Optional[str]:
@@ -532,7 +544,8 @@ def read_startup_log(text: str) -> StartupLog:
             notes.append("non-torch = total consumed - weights")
 
     per_rank = {label: _figures(state) for label, state in ranks.items()}
-    ordered = sorted(ranks, key=lambda label: _rank_sort_key(label, ranks[label].first_index))
+    pods = _pod_order({**engine_wide, **ranks})
+    ordered = sorted(ranks, key=lambda label: _rank_sort_key(label, ranks[label].first_index, pods))
     merged: dict[str, object] = {}
     for figure in PER_RANK_FIGURES:
         for label in ordered:
@@ -542,7 +555,7 @@ def read_startup_log(text: str) -> StartupLog:
                 if figure == "cuda_graph_gib":
                     merged["cuda_graph_source"] = per_rank[label].cuda_graph_source
                 break
-    for label in sorted(engine_wide, key=lambda lb: _rank_sort_key(lb, engine_wide[lb].first_index), reverse=True):
+    for label in sorted(engine_wide, key=lambda lb: _rank_sort_key(lb, engine_wide[lb].first_index, pods), reverse=True):
         for figure, seen in engine_wide[label].figures.items():
             merged[figure] = seen.value  # the first engine in rank order (DP0) is written last and wins
     if merged.get("cuda_graph_gib") is None and merged.get("cuda_graph_estimate_gib") is not None:
