@@ -151,7 +151,7 @@ def test_object_reading_is_linear():
                        "args": ["--model", "org/m", "--max-model-len", "$(V3)"] * 5} for i in range(n)]
         obj = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": containers}}}}
         return lambda: find_launches(obj)
-    assert _ratio(make, 20) < LIMIT
+    assert _ratio(make, 40) < LIMIT  # from 40 containers: below, the whole object sits in the CPU cache
 
 
 def test_configmap_and_loose_reading_is_linear():
@@ -166,7 +166,7 @@ def test_configmap_and_loose_reading_is_linear():
         obj = {"kind": "Deployment", "metadata": {"name": "d", "namespace": "ns", "labels": {"app": "vllm"}},
                "spec": {"template": {"spec": {"containers": containers}}}}
         return lambda: find_launches(obj, configmaps=configmaps)
-    assert _ratio(make, 20) < LIMIT
+    assert _ratio(make, 40) < LIMIT  # from 40 containers: below, the whole object sits in the CPU cache
 
 
 def test_kaito_config_reading_is_linear():

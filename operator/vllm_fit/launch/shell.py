@@ -47,8 +47,13 @@ def _lookup(name: str, variables: Mapping[str, Optional[str]]) -> Optional[str]:
     return variables.get(name)
 
 
+_MAX_ARITH_CHARS = 1024
+
+
 def _arith(expr: str, variables: Mapping[str, Optional[str]]) -> Optional[int]:
     """Evaluate `$(( ... ))` with + - * / % and parentheses over integers and known variables."""
+    if len(expr) > _MAX_ARITH_CHARS:
+        return None  # no real launch computes that much; an unterminated `$((` swallows the rest
     tokens = re.findall(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|[A-Za-z_][A-Za-z0-9_]*|\d+|\*\*|[-+*/%()]|\S", expr)
     values: list[int] = []
     ops: list[str] = []
