@@ -72,6 +72,8 @@ EXPECTED = {
         "inference", "resource",
         {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.93, "max_model_len": 32768, "cpu_offload_gb": 0.0},
         "meta-llama/Llama-3.3-70B-Instruct", [], (2, 2, 1)),
+    "openshift-template-servingruntime.yaml": (
+        "kserve-container", "command", {"max_model_len": 8192}, "/mnt/models", [], (0, 0, 1)),
     "kaito-workspace-single-gpu.yaml": (
         "inference", "resource", {"gpu_memory_utilization": 0.8, "max_model_len": 8192},
         "microsoft/Phi-4-mini-instruct", [], (1, 1, 1)),

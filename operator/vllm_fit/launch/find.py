@@ -580,6 +580,12 @@ def _find(obj: dict, opts: _Options_, depth: int) -> list[FoundLaunch]:
             if isinstance(item, dict):
                 out.extend(_find(item, opts, depth + 1))
         return out
+    if kind == "Template" and isinstance(obj.get("objects"), list):
+        # An OpenShift Template (Red Hat OpenShift AI ships its vLLM ServingRuntimes so): its objects.
+        if depth > 8:
+            raise VllmFitError("Templates nested more than 8 deep")
+        return [f for item in obj["objects"][:_MAX_LIST_ITEMS] if isinstance(item, dict)
+                for f in _find(item, opts, depth + 1)]
     if not isinstance(kind, str):
         return []
     # The cheap gate: no mention of vLLM (nor of a configured image, an engine flag, a vllm label)
