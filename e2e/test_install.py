@@ -1,5 +1,6 @@
 """The chart's objects as the suite installs them, and the ServiceAccount's rights: what the server
-needs (API discovery at start-up, reading the ConfigMaps launches take values from) and nothing more."""
+needs (API discovery at start-up, the ConfigMaps launches take values from, the Nodes' GPUs) and
+nothing more."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from e2e_support import FIELD_MANAGER, Kubectl
 SELF_REVIEWS = {"selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectrulesreviews.authorization.k8s.io",
                 "selfsubjectreviews.authentication.k8s.io"}
 
+# What the default chart grants, each for a reason templates/rbac.yaml documents. A new permission
+# must be added here on purpose: this list is the e2e check that the RBAC is no wider than that.
+NEEDED = {
+    "configmaps": {"get"},  # launches that take their model or flags from a ConfigMap (readConfigMaps)
+    "nodes": {"get", "list", "watch"},  # the cluster's GPU inventory (labels, allocatable GPUs)
+}
+
 # What a compromised or buggy webhook must not be able to do with its token.
 FORBIDDEN = [
     ("list", "pods", "--all-namespaces"),
@@ -24,7 +32,7 @@ FORBIDDEN = [
     ("list", "namespaces", None),
     ("watch", "customresourcedefinitions", None),
     ("create", "leases.coordination.k8s.io", None),
-    ("list", "nodes", None),
+    ("patch", "nodes", None),
     ("update", "configmaps", None),
     ("list", "configmaps", "--all-namespaces"),
     ("watch", "configmaps", "--all-namespaces"),
@@ -69,7 +77,7 @@ def test_the_server_runs_as_the_chart_service_account(local_webhook, as_service_
         assert refusal not in log, log
 
 
-def test_the_service_account_may_do_discovery_and_read_configmaps_and_nothing_else(local_webhook, as_service_account: Kubectl):
+def test_the_service_account_may_do_discovery_and_what_it_needs_and_nothing_else(local_webhook, as_service_account: Kubectl):
     for namespace in (local_webhook.namespace, "kube-system"):
         # What `kubectl auth can-i --list` shows, as data: the rules the API server grants the token.
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
@@ -84,10 +92,10 @@ def test_the_service_account_may_do_discovery_and_read_configmaps_and_nothing_el
             for group in rule.get("apiGroups") or [""]:
                 for resource in rule.get("resources") or []:
                     granted.setdefault(f"{resource}.{group}" if group else resource, set()).update(rule["verbs"])
-        # The self-reviews every user has, and `get` on ConfigMaps (rbac.readConfigMaps: launches
-        # that take their model or flags from a ConfigMap); no list, no watch, nothing else.
-        assert set(granted) <= SELF_REVIEWS | {"configmaps"}, (namespace, sorted(set(granted) - SELF_REVIEWS))
-        assert granted.get("configmaps", {"get"}) == {"get"}, granted["configmaps"]
+        # The self-reviews every user has, and exactly what NEEDED says.
+        assert set(granted) - SELF_REVIEWS == set(NEEDED), (namespace, sorted(set(granted) - SELF_REVIEWS))
+        for resource, verbs in NEEDED.items():
+            assert granted[resource] == verbs, (resource, granted[resource])
         urls = {url for rule in status.get("nonResourceRules") or [] for url in rule.get("nonResourceURLs") or []
                 if "get" in rule.get("verbs", [])}
         assert {"/api", "/api/*", "/apis", "/apis/*"} <= urls, sorted(urls)  # kopf's discovery scan
@@ -117,3 +125,63 @@ def test_binding_discovery_explicitly_adds_nothing_else(local_webhook, kubectl: 
     assert result.ok, str(result)
     assert yaml.safe_load(result.stdout)["subjects"] == [
         {"kind": "ServiceAccount", "name": local_webhook.service_account, "namespace": local_webhook.namespace}]
+
+
+def test_serve_dev_registers_its_configurations_and_removes_them_on_exit(local_webhook, kubectl: Kubectl,
+                                                                       make_namespace, tmp_path):
+    """`vllm-fit serve --dev` (README: a cluster on this host): it registers vllm-fit-dev webhook
+    configurations pointing at itself, they judge, and SIGTERM removes them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from e2e_support import REPO, free_port, is_denial, manifest, placed, poll
+
+    namespace = make_namespace("dev")
+    port, health = free_port(), free_port()
+    env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig or os.environ.get("KUBECONFIG", ""),
+           "PYTHONUNBUFFERED": "1", "VLLM_FIT_HUB": "0", "VLLM_FIT_DEV_HOST": "127.0.0.1",
+           "VLLM_FIT_CACHE_DIR": str(tmp_path / "cache"),
+           "VLLM_FIT_EXEMPT_NAMESPACES": f"kube-system,{local_webhook.namespace}"}
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "vllm_fit", "serve", "--dev", "--addr", "127.0.0.1",
+                                    "--port", str(port), "--health-port", str(health)],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    kinds = ("validatingwebhookconfiguration", "mutatingwebhookconfiguration")
+    try:
+        def registered() -> str | None:
+            assert process.poll() is None, log.read_text()
+            return None if all(kubectl.get(k, "vllm-fit-dev") for k in kinds) else "not registered yet"
+
+        poll("serve --dev registering vllm-fit-dev", registered, timeout=90)
+        for kind in kinds:
+            hooks = kubectl.get(kind, "vllm-fit-dev")["webhooks"]
+            assert all(h["clientConfig"]["url"].startswith(f"https://127.0.0.1:{port}/") for h in hooks), hooks
+            assert {h["failurePolicy"] for h in hooks} == {"Ignore"}
+        tp1 = placed(manifest("a-deploy-create.yaml"), namespace, "dev-tp1")
+
+        def dev_denies() -> str | None:
+            result = kubectl.apply(tp1, "--dry-run=server")
+            return None if is_denial(result) and '"validate.vllm-fit.io"' in result.stderr else result.stderr
+
+        # Stop the chart's server for a moment so that only the dev one can answer.
+        local_webhook.server.stop()
+        try:
+            poll("the vllm-fit-dev webhook denying TP=1", dev_denies)
+        finally:
+            local_webhook.server.start()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            status = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            status = process.wait(timeout=10)
+        left = [k for k in kinds if kubectl.get(k, "vllm-fit-dev") is not None]
+        for kind in left:
+            kubectl.delete(kind, "vllm-fit-dev")
+    assert status == 0, log.read_text()
+    assert not left, f"serve --dev left {left} behind"
+    local_webhook.wait_effective()
