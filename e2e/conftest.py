@@ -103,8 +103,8 @@ def cluster() -> Iterator[Cluster]:
     else:
         shown, paths = kubeconfig_paths()
         if not shown:
-            pytest.skip("no cluster: set VLLM_FIT_E2E_CLUSTER to a cluster script (up/down/env, like "
-                        "../shared/k8s/cluster) or KUBECONFIG to a cluster's kubeconfig")
+            pytest.skip("no cluster: set VLLM_FIT_E2E_CLUSTER to a cluster script (up/down/env, as .ci/run "
+                        "does) or KUBECONFIG to a cluster's kubeconfig")
         if not any(p.exists() for p in paths):
             pytest.skip(f"no kubeconfig: nothing at KUBECONFIG={shown}")
         try:
