@@ -74,6 +74,10 @@ EXPECTED = {
         "meta-llama/Llama-3.3-70B-Instruct", [], (2, 2, 1)),
     "openshift-template-servingruntime.yaml": (
         "kserve-container", "command", {"max_model_len": 8192}, "/mnt/models", [], (0, 0, 1)),
+    "gke-vertex-demo-api-server.yaml": (
+        "inference-server", "command",
+        {"tensor_parallel_size": 2, "max_model_len": 8192, "gpu_memory_utilization": 0.95},
+        "google/gemma-2-9b-it", [], (2, 2, 1)),
     "kaito-workspace-single-gpu.yaml": (
         "inference", "resource", {"gpu_memory_utilization": 0.8, "max_model_len": 8192},
         "microsoft/Phi-4-mini-instruct", [], (1, 1, 1)),

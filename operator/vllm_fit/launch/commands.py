@@ -15,6 +15,10 @@ _MAX_NESTING = 4
 _PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)?)?$")
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh"})
 _API_SERVER = "vllm.entrypoints.openai.api_server"
+# Modules that run vLLM's engine from the same engine flags and take no positional model: the
+# OpenAI server, and vLLM's demo server (vllm/entrypoints/api_server.py: AsyncEngineArgs.add_cli_args),
+# which vLLM's own KServe docs, GKE and Cloud Run tutorials (Vertex AI's pytorch-vllm-serve) launch.
+_API_SERVERS = frozenset({_API_SERVER, "vllm.entrypoints.api_server"})
 
 
 def _basename(word: str) -> str:
@@ -193,13 +197,13 @@ def vllm_command(words: Sequence[str], variables: dict[str, Optional[str]], dept
             w = words[j]
             if w == "-m" and j + 1 < len(words):
                 module = words[j + 1]
-                if module == _API_SERVER:
+                if module in _API_SERVERS:
                     return "api_server", words[j + 2:], env
                 if module in ("vllm.entrypoints.cli.main", "vllm") and j + 2 < len(words) and words[j + 2] == "serve":
                     return "serve", words[j + 3:], env
                 return None
             if w.startswith("-m") and len(w) > 2:  # -mvllm.entrypoints...
-                return ("api_server", words[j + 1:], env) if w[2:] == _API_SERVER else None
+                return ("api_server", words[j + 1:], env) if w[2:] in _API_SERVERS else None
             if not w.startswith("-") or w == "-c":
                 return None  # a script or -c code: not a module launch
             j += 1
