@@ -258,3 +258,19 @@ def test_cuda_graph_estimate_leaves_the_profiling_context_in_0_27(bundled, h100,
     result = _plan(bundled, h100, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192", version=version)
     # The estimate's residue is in "non-torch" only while it runs inside memory_profiling.
     assert result.per_gpu.non_torch_gib == (0.13 if expected else 0.25)
+
+
+@pytest.mark.parametrize("version,env,expected", [("0.7.3", {}, True), ("0.8.0", {}, False),
+                                                  ("0.10.1", {"VLLM_USE_V1": "0"}, True),
+                                                  ("0.11.0", {"VLLM_USE_V1": "0"}, False)])
+def test_v0_engine_switch(bundled, catalog, profiles, version, env, expected):
+    """V0 (default before 0.8, VLLM_USE_V1=0 until 0.11) profiles max_num_seqs=256 sequences that fill
+    max(max_model_len, 2048) tokens, eagerly: the forward pass at 20,000 tokens sets the peak."""
+    launch = parse_vllm_args(["meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "20000"], vllm_version=version,
+                             env=env).launch
+    result = plan(bundled.resolve("meta-llama/Llama-3.1-8B-Instruct"), launch, catalog.resolve("RTX-3090"), profiles)
+    assert result.settings["v0_engine"] is expected
+    if expected:
+        assert (result.settings["max_num_batched_tokens"], result.settings["max_num_seqs"]) == (20000, 256)
+        # (3 H + 3 I) x 2 bytes a token: the V0 RTX 3090 logs' 2.07 GiB at 20,000 tokens (use: fit).
+        assert result.per_gpu.activation_gib == pytest.approx(20000 * (3 * 4096 + 3 * 14336) * 2 / GIB, abs=0.01)

@@ -271,7 +271,7 @@ def _overheads(model: ModelInfo, s: Settings, gpu: GpuSpec, profiles: RuntimePro
     """compute_overheads, memoised on the geometry (a TP sweep asks for the same few)."""
     key = (s.vllm_version, s.tensor_parallel_size, s.pipeline_parallel_size, s.data_parallel_size,
            s.max_num_batched_tokens, s.max_num_seqs, s.dtype_bytes, s.enforce_eager, s.enable_expert_parallel,
-           s.extensible_kv_cache, s.limit_mm_zero, s.distributed_executor_backend, s.flashinfer_sampler_env, gpu.name, gpu.vendor,
+           s.extensible_kv_cache, s.limit_mm_zero, s.distributed_executor_backend, s.flashinfer_sampler_env, s.v0_engine, gpu.name, gpu.vendor,
            gpu.compute_capability, model.model_id, id(profiles))
     cache = model.geometry.__dict__.setdefault("_overheads_cache", {})
     found = cache.get(key)

@@ -96,7 +96,7 @@ def _r(x: float) -> float:
 # ---------------------------------------------------------------- activation
 
 def forward_layer_peak_bytes(g: ModelGeometry, tokens: int, tp: int, act_bytes: int, *,
-                             expert_parallel: bool = False, dp: int = 1) -> tuple[int, int]:
+                             expert_parallel: bool = False, dp: int = 1, hidden_copies: int = 2) -> tuple[int, int]:
     """The transient peak of one decoder layer at `tokens` tokens, and the part of it that fused
     MoE keeps allocated across the run (its workspace).
 
@@ -105,6 +105,9 @@ def forward_layer_peak_bytes(g: ModelGeometry, tokens: int, tp: int, act_bytes: 
     [T, I/tp]. At the attention step: qkv [T, (q + 2 kv) x head_dim] and the attention output.
     Fused MoE (fused_moe.py) holds intermediate caches of [T x top_k, 2N], [T x top_k, N] and
     [T x top_k, H] with N = expert width / TP, plus fp32 router logits [T, E].
+    Run eagerly (the V0 engine, --enforce-eager) a third [T, H] copy is alive at that step, which
+    torch.compile's fused graph (V1's default) does not keep; fitted on the V0 RTX 3090 logs of
+    tests/fixtures/vllm_logs (use: fit), whose activation grows by exactly (3 H + 3 I) x 2 bytes a token.
     """
     h = g.hidden_size
     q_heads = max(1, g.num_attention_heads // tp)
@@ -131,7 +134,7 @@ def forward_layer_peak_bytes(g: ModelGeometry, tokens: int, tp: int, act_bytes: 
             workspace = tokens * topk * (max(2 * shard, h) + shard) * act_bytes
         if len(m.moe_layers) < g.num_layers:
             mlp = max(mlp, dense)
-    peak = tokens * (2 * h + max(attn, mlp)) * act_bytes
+    peak = tokens * (hidden_copies * h + max(attn, mlp)) * act_bytes
     return peak, workspace
 
 
@@ -194,9 +197,15 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
     act = s.dtype_bytes if s.dtype_bytes in (2, 4) else 2
     fitted = profiles.fitted
     last_stage = True  # the sampler runs on the last PP stage, which decides the KV cache too
+    eager = s.v0_engine or s.enforce_eager
     forward, workspace = forward_layer_peak_bytes(g, tokens, tp, act, expert_parallel=s.enable_expert_parallel,
-                                                  dp=s.data_parallel_size)
-    path = _sampler_path(s, rows, gpu)
+                                                  dp=s.data_parallel_size, hidden_copies=3 if eager else 2)
+    if s.v0_engine:
+        # V0's profile_run samples the last token of each of max_num_seqs dummy sequences with
+        # its own sampler (top-k/top-p by torch sort).
+        rows = seqs
+        notes.append("V0 engine: profiled with max_num_seqs sequences filling max_num_batched_tokens, eager forward")
+    path = "sort" if s.v0_engine else _sampler_path(s, rows, gpu)
     coeff = fitted.sampler_bytes_per_row_vocab[path] if fitted else None
     if is_pooling(g):
         # profile_run calls _dummy_pooler_run instead of the sampler: no [rows, vocab] logits.

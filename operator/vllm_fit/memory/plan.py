@@ -142,8 +142,8 @@ def _assemble(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, reas
             "VLLM_ENABLE_STARTUP_PLAN" in (s.env_flags or ()):
         notes.append("VLLM_ENABLE_STARTUP_PLAN=1: later boots reuse the first boot's KV size as "
                      "kv_cache_memory_bytes while the fingerprint and free memory match")
-    if parse_version(s.vllm_version) < (0, 11, 0):
-        notes.append(f"vLLM {s.vllm_version} predates the V1 engine modelled here (0.11+); read the numbers as 0.11's")
+    if parse_version(s.vllm_version) < (0, 6, 0):
+        notes.append(f"vLLM {s.vllm_version} predates the engines modelled here (0.6+); read the numbers as 0.6's")
     graphs = c.cuda_graph_gib if not s.enforce_eager else 0.0
     return MemoryPlan(
         model=model.model_id,

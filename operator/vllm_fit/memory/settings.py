@@ -66,6 +66,7 @@ class Settings(BaseModel):
     distributed_executor_backend: Optional[str] = None
     env_flags: tuple[str, ...] = ()  # VLLM_* variables set to a true value
     flashinfer_sampler_env: Optional[bool] = None  # VLLM_USE_FLASHINFER_SAMPLER when set
+    v0_engine: bool = False  # the V0 engine (before 0.8, or VLLM_USE_V1=0 before 0.11)
 
     @property
     def behaviour(self) -> VllmBehaviour:
@@ -221,15 +222,6 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
             choices = ", ".join(map(str, behaviour.block_size_choices)) or "a positive integer"
             raise InvalidSetting(f"--block-size {block} is not accepted by vLLM {behaviour.version} (choices: {choices})")
 
-    mnbt_default, seqs_default = batch_defaults(gpu, behaviour)
-    mnbt = pick("max_num_batched_tokens", mnbt_default)
-    seqs = launch.max_num_seqs
-    if seqs is None:
-        defaults.append("max_num_seqs")
-        seqs = min(seqs_default, mnbt)
-    elif launch.max_num_batched_tokens is not None and mnbt < seqs:
-        raise InvalidSetting(f"max_num_batched_tokens ({mnbt}) must be greater than or equal to max_num_seqs ({seqs}).")
-
     disable_sw = bool(launch.disable_sliding_window)
     derived = g.derived_max_model_len
     if disable_sw and g.sliding_window and g.sliding_window < derived:
@@ -250,6 +242,21 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
             raise InvalidSetting(
                 f"User-specified max_model_len ({max_len}) is greater than the derived max_model_len "
                 f"({g.max_len_source}={derived} in model's config.json); set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 to override")
+
+    v0 = behaviour.v0_engine or (behaviour.v0_selectable and launch.env.get("VLLM_USE_V1") == "0")
+    if v0:
+        # V0 (SchedulerConfig): 256 sequences, and without chunked prefill a batch of
+        # max(max_model_len, 2048) tokens, which its profiling run fills.
+        mnbt_default, seqs_default = max(max_len, 2048), 256
+    else:
+        mnbt_default, seqs_default = batch_defaults(gpu, behaviour)
+    mnbt = pick("max_num_batched_tokens", mnbt_default)
+    seqs = launch.max_num_seqs
+    if seqs is None:
+        defaults.append("max_num_seqs")
+        seqs = min(seqs_default, mnbt)
+    elif launch.max_num_batched_tokens is not None and mnbt < seqs:
+        raise InvalidSetting(f"max_num_batched_tokens ({mnbt}) must be greater than or equal to max_num_seqs ({seqs}).")
 
     # VllmConfig.__post_init__ turns the hybrid KV cache manager off for chunked-local attention
     # (Llama 4) and whenever KV transfer or KV events are configured (llm-d P/D, prefix routing).
@@ -287,6 +294,7 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
         extensible_kv_cache=extensible,
         limit_mm_zero=bool(launch.skip_mm_profiling) or _all_modalities_zero(launch.limit_mm_per_prompt),
         distributed_executor_backend=launch.distributed_executor_backend,
+        v0_engine=v0,
         flashinfer_sampler_env=(None if "VLLM_USE_FLASHINFER_SAMPLER" not in launch.env
                                 else launch.env["VLLM_USE_FLASHINFER_SAMPLER"] not in ("0", "false", "False", "")),
         env_flags=tuple(sorted(k for k, v in launch.env.items() if k.startswith("VLLM_") and v in ("1", "true", "True"))),

@@ -82,6 +82,9 @@ class VllmBehaviour(BaseModel):
     # CUDA/ROCm, sized after warm-up and graph capture (v1/worker/extensible_kv_cache.py), and
     # gpu_memory_utilization defaults to None -> 1.0 (config/cache.py resolved_gpu_memory_utilization).
     extensible_kv_cache: bool
+    # The V0 engine: the default before 0.8; VLLM_USE_V1=0 selects it until 0.11 removed it.
+    v0_engine: bool
+    v0_selectable: bool
     # 0.34: only the V2 GPU model runner (v1/worker/gpu/model_runner.py) exists; its sampler
     # warm-up runs twice (model-dtype pass, then the fp32 warm-up-parameter pass).
     model_runner_v2: bool
@@ -111,6 +114,8 @@ def behaviour_for(version: str) -> VllmBehaviour:
         startup_plan=v >= (0, 29, 0),
         extensible_kv_cache=v >= (0, 34, 0),
         model_runner_v2=v >= (0, 34, 0),
+        v0_engine=v < (0, 8, 0),
+        v0_selectable=v < (0, 11, 0),
     )
 
 
