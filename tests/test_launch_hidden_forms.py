@@ -510,3 +510,13 @@ def test_shell_defaults_are_unknowable_when_an_unread_source_may_define_the_name
     cms = ConfigMaps([("ns", "tuning", {"UTIL": "0.7"})])
     (read,) = find_launches(pod({**base, "envFrom": [{"configMapRef": {"name": "tuning"}}]}), configmaps=cms)
     assert (read.launch.max_model_len, read.launch.gpu_memory_utilization) == (4096, 0.7)
+
+
+def test_a_vllm_image_name_with_vllm_flags_needs_no_accelerator_but_a_bare_one_does():
+    cpu = {"image": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.2", "args": ["--model", "org/m"]}
+    (found,) = find_launches(pod(cpu))
+    assert found.detected_by == "image-name" and found.gpus.count == 0
+    assert find_launches(pod({"image": cpu["image"]})) == []  # no args, no accelerator: nothing to say
+    assert find_launches(pod({"image": cpu["image"], "args": ["python", "app.py"]})) == []
+    # a label or a container name alone never marks an accelerator-less container (sidecars share labels)
+    assert find_launches(pod({"name": "vllm", "args": ["--listen", ":9400"]}, labels={"app": "vllm"})) == []

@@ -277,16 +277,22 @@ def _names_vllm(text: Optional[str]) -> bool:
     return bool(text) and "vllm" in _WORD.findall(str(text).lower())
 
 
-def _loose_rule(container: dict, labels: Sequence[Optional[dict]], image: Optional[str]) -> Optional[DetectionRule]:
-    """The loose rule that marks a command-less container with an accelerator as vLLM, if any."""
-    if not requests_accelerator(container):
-        return None
-    for table in labels:
-        if isinstance(table, dict) and any(str(table.get(k, "")).strip().lower() == v for k, v in _VLLM_LABELS):
-            return "label"
-    if _names_vllm(container.get("name")):
-        return "container-name"
-    if image and _names_vllm(image_repository(image).rsplit("/", 1)[-1]):
+def _loose_rule(container: dict, labels: Sequence[Optional[dict]], image: Optional[str], flag_args: bool
+                ) -> Optional[DetectionRule]:
+    """The loose rule that marks a command-less container as vLLM, if any.
+
+    A vllm label or container name marks only a container that asks for an accelerator (a pod's
+    sidecars share its labels). An image whose own name says vllm also marks one that passes
+    vLLM-style arguments without an accelerator (CPU builds); never one that passes nothing.
+    """
+    accelerator = requests_accelerator(container)
+    if accelerator:
+        for table in labels:
+            if isinstance(table, dict) and any(str(table.get(k, "")).strip().lower() == v for k, v in _VLLM_LABELS):
+                return "label"
+        if _names_vllm(container.get("name")):
+            return "container-name"
+    if (accelerator or flag_args) and image and _names_vllm(image_repository(image).rsplit("/", 1)[-1]):
         return "image-name"
     return None
 
@@ -321,13 +327,14 @@ def container_launch(container: dict, where: str, *, injected: Optional[dict[str
     if args and _has_engine_flags(args):
         return ContainerLaunch("serve", _expand_argv(args, variables), variables, "engine-flags", env)
     image = container.get("image") if isinstance(container.get("image"), str) else None
-    rule = _loose_rule(container, labels, image)
+    first = str(args[0]) if args else ""
+    flag_args = bool(args) and (first.startswith("-") or bool(_MODEL_ARG.match(first)))
+    rule = _loose_rule(container, labels, image, flag_args)
     if rule is None:
         return None
     if not args:
         return ContainerLaunch("serve", [], variables, rule, env, in_image=True)
-    first = str(args[0])
-    if first.startswith("-") or _MODEL_ARG.match(first):
+    if flag_args:
         return ContainerLaunch("serve", _expand_argv(args, variables), variables, rule, env)
     return None  # a command of some other program
 
