@@ -520,3 +520,24 @@ def test_a_vllm_image_name_with_vllm_flags_needs_no_accelerator_but_a_bare_one_d
     assert find_launches(pod({"image": cpu["image"], "args": ["python", "app.py"]})) == []
     # a label or a container name alone never marks an accelerator-less container (sidecars share labels)
     assert find_launches(pod({"name": "vllm", "args": ["--listen", ":9400"]}, labels={"app": "vllm"})) == []
+
+
+def test_one_lws_template_whose_script_branches_into_a_headless_worker():
+    """KServe's worker config runs `vllm serve` on pod 0 and `vllm serve ... --headless` on the others
+    from one script (config-llm-worker-data-parallel.yaml): one replica, the API server's launch."""
+    script = ("START_RANK=$(( ${LWS_WORKER_INDEX:-0} * 4 ))\n"
+              "if [ \"${LWS_WORKER_INDEX:-0}\" -eq 0 ]; then\n"
+              "  exec vllm serve org/m -tp 1 --data-parallel-size 8 --data-parallel-size-local 4\n"
+              "else\n"
+              "  exec vllm serve org/m -tp 1 --data-parallel-size 8 --data-parallel-size-local 4 "
+              "--data-parallel-start-rank $START_RANK --headless\n"
+              "fi\n")
+    lws = {"kind": "LeaderWorkerSet", "metadata": {"name": "g"}, "spec": {"leaderWorkerTemplate": {
+        "size": 2, "workerTemplate": {"spec": {"containers": [{
+            "name": "main", "image": "vllm/vllm-openai:v0.11.0", "command": ["/bin/bash", "-c", script],
+            "resources": {"limits": {"nvidia.com/gpu": 4}}}]}}}}}
+    (found,) = find_launches(lws)
+    assert not found.headless and found.launch.data_parallel_size == 8 and found.gpus.count == 8
+    leader, worker = found.members
+    assert (leader.role, leader.pods, leader.headless) == ("leader", 1, False)
+    assert (worker.role, worker.pods, worker.headless, worker.data_parallel_start_rank) == ("worker", 1, True, 4)

@@ -221,8 +221,15 @@ def _from_script(script: str, variables: dict[str, Optional[str]], depth: int
                  ) -> Optional[tuple[Entrypoint, list[str], dict[str, Optional[str]]]]:
     if "vllm" not in script:
         return None
+    first = None
     for command in split_script(script, variables):
         found = vllm_command(command, variables, depth)
-        if found is not None:
+        if found is None:
+            continue
+        # A script that starts the API server on one pod and `--headless` engine ranks on the others
+        # (`if [ $LWS_WORKER_INDEX -eq 0 ]; then vllm serve ...; else vllm serve ... --headless`):
+        # the launch is the API server's.
+        if not any(str(word) == "--headless" for word in found[1]):
             return found
-    return None
+        first = first or found
+    return first

@@ -59,6 +59,7 @@ class FoundLaunch(BaseModel):
     # The image starts vLLM by itself (no command, no args): every engine setting is the image's.
     launch_in_image: bool = False
     headless: bool = False  # `--headless`: this pod runs engine ranks for a replica led elsewhere
+    headless_peers: bool = False  # the same container's script also has a `--headless` branch
     # The pods of one replica when it spans several (LeaderWorkerSet, multi-node LLMInferenceService).
     members: tuple[ReplicaMember, ...] = ()
     config_maps: tuple[str, ...] = ()  # ConfigMaps (same namespace) the launch's values come from
@@ -460,10 +461,16 @@ def _template_launches(ctx: _Context, template: PodTemplate) -> list[FoundLaunch
                              runtime_template=bool(group.get("runtime_template")), detected_by=found.rule,
                              launch_in_image=found.in_image, config_maps=found.env.config_maps, notes=notes,
                              headless=any(str(t) == "--headless" for t in found.argv), options=options,
+                             headless_peers=_mentions_headless(container),
                              placement=placement_of(template.spec),
                              accelerator=(other_accelerator(container, image, found.argv, found.variables)
                                           if not count else None)))
     return out
+
+
+def _mentions_headless(container: dict) -> bool:
+    words = container.get("command"), container.get("args")
+    return any(isinstance(w, list) and any(isinstance(x, str) and "--headless" in x for x in w) for w in words)
 
 
 def _lws_replica(leaders: list[FoundLaunch], workers: list[FoundLaunch]) -> list[FoundLaunch]:
@@ -486,6 +493,10 @@ def _lws_replica(leaders: list[FoundLaunch], workers: list[FoundLaunch]) -> list
             else:  # the workers run something else (a Ray worker): their GPUs still serve the replica
                 members.append(ReplicaMember(container="worker", role="worker", pods=size - 1,
                                              gpus_per_pod=(main.gpus.count - (main.gpus.per_pod or 0)) // (size - 1)))
+    elif main.headless_peers and not main.headless and size > 1:
+        # One template whose script runs the API server on pod 0 and `--headless` ranks on the rest.
+        members.append(_member(main, "leader", 1))
+        members.append(_member(main.model_copy(update={"headless": True}), "worker", size - 1, first_pod=1))
     else:
         members.append(_member(main, "worker", size))
     rest = (leaders or workers)[1:]
