@@ -330,6 +330,135 @@ def test_check_with_a_garbage_max_model_len_does_not_claim_the_model_is_missing(
     assert "names no model" not in out and "--max-model-len" in out
 
 
+# ---------------------------------------------------------------- 3. verdicts that say what they mean
+
+def plan_json(*args: str) -> dict:
+    result = vllm_fit("plan", *args, "-o", "json")
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_request_that_can_never_be_scheduled_is_said_and_a_max_model_len_suggested():
+    # Gemma 3 on vLLM 0.14: the startup check reads only the first (sliding-window) KV group, so vLLM
+    # starts with a KV cache that holds 0.72 of one 131,072-token request.
+    data = plan_json("google/gemma-3-27b-it", "-tp", "1", "--vllm-version", "0.14.0")
+    assert data["verdict"]["fits"] is True and data["kv_cache"]["max_concurrency"] < 1
+    (reason,) = data["verdict"]["reasons"]
+    assert reason["severity"] == "warning" and reason["code"] == "max-model-len-unschedulable"
+    assert "131,072-token request can never be scheduled" in reason["message"]
+    assert "only the first KV cache group" in reason["message"]
+    longest = data["suggestions"]["max_model_len"]
+    assert longest and f"--max-model-len {longest}" in reason["message"]
+    # ... and at that length one request fits, one token more it does not.
+    at = plan_json("google/gemma-3-27b-it", "-tp", "1", "--vllm-version", "0.14.0", "--max-model-len", str(longest))
+    assert at["kv_cache"]["max_concurrency"] >= 1 and at["verdict"]["reasons"][0]["code"] != "max-model-len-unschedulable"
+    over = plan_json("google/gemma-3-27b-it", "-tp", "1", "--vllm-version", "0.14.0", "--max-model-len", str(longest + 64))
+    assert over["kv_cache"]["max_concurrency"] < 1
+
+
+def test_suggestions_prefer_one_node():
+    # Llama-3.3-70B on L4: at TP=4 the weights do not fit; at TP=8 they do but 131,072 tokens do not.
+    args = ("meta-llama/Llama-3.3-70B-Instruct", "--gpu", "L4", "-tp", "4", "--vllm-version", "0.11.0")
+    data = plan_json(*args)
+    sug = data["suggestions"]
+    assert sug["max_model_len_tensor_parallel_size"] == 8 and sug["max_model_len"] > 0
+    assert sug["multi_node"]["tensor_parallel_size"] == 8  # both are offered
+    message = data["verdict"]["reasons"][0]["message"]
+    single = message.index(f"--max-model-len {sug['max_model_len']} fits with --tensor-parallel-size 8 on one node")
+    assert single < message.index("nodes (e.g. a LeaderWorkerSet)")
+    assert "no TP on one" not in message
+    # The single-node suggestion works.
+    ok = vllm_fit("plan", "meta-llama/Llama-3.3-70B-Instruct", "--gpu", "L4", "-tp", "8", "--vllm-version", "0.11.0",
+                  "--max-model-len", str(sug["max_model_len"]))
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_gpu_count_mismatch_says_what_to_change(tmp_path):
+    path = tmp_path / "pod.yaml"
+    pod = yaml.safe_load(_pod(["-tp", "2", "--max-model-len", "16k"]))
+    path.write_text(yaml.safe_dump(pod))
+    code, out, _ = check([str(path), "-o", "json"])
+    (entry,) = json.loads(out)
+    (reason,) = [r for r in entry["verdict"]["reasons"] if r["code"] == "gpu-count-mismatch"]
+    assert reason["severity"] == "error" and "request 2 GPUs" in reason["message"]
+    assert "--tensor-parallel-size 1" in reason["message"]  # Qwen3-32B fits one H100 at 16k
+    pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = 8
+    path.write_text(yaml.safe_dump(pod))
+    code, out, _ = check([str(path), "-o", "json"])
+    (reason,) = [r for r in json.loads(out)[0]["verdict"]["reasons"] if r["code"] == "gpu-count-mismatch"]
+    assert reason["severity"] == "warning" and "request 2 GPUs" in reason["message"]
+    assert "--tensor-parallel-size 8" in reason["message"]
+
+
+# ---------------------------------------------------------------- 4. output a person reads (plan)
+
+def test_cuda_graph_memory_is_never_negative():
+    from vllm_fit.hub.resolver import BundledResolver
+    from vllm_fit.launch.model import VllmLaunch
+    from vllm_fit.memory.plan import plan
+    from vllm_fit.profiles import gpu_catalog, runtime_profiles
+
+    resolver, catalog, profiles = BundledResolver(), gpu_catalog(), runtime_profiles()
+    h100 = catalog.resolve("H100-80GB")
+    for model in resolver.known():
+        for tp in (1, 2):
+            for version in ("0.11.0", "0.20.0", "0.34.0"):
+                p = plan(resolver.resolve(model), VllmLaunch(model=model, tensor_parallel_size=tp, vllm_version=version),
+                         h100, profiles, suggest=False)
+                if p.settings:
+                    assert p.per_gpu.cuda_graph_gib >= 0, (model, tp, version, p.per_gpu.cuda_graph_gib)
+    # Qwen3-32B's capture on 0.11 was logged as -0.88 GiB: shown as memory freed, not as a negative size.
+    out = vllm_fit("plan", MODEL, "-tp", "1", "--max-model-len", "16k", "--vllm-version", "0.11.0").stdout
+    row = next(line for line in out.splitlines() if line.strip().startswith("CUDA graphs"))
+    assert "-0." not in row and "0.88 GiB freed" in row
+
+
+def test_enforce_eager_shows_no_graphs():
+    out = vllm_fit("plan", MODEL, "-tp", "2", "--enforce-eager", "--vllm-version", "0.11.0").stdout
+    row = next(line for line in out.splitlines() if line.strip().startswith("CUDA graphs"))
+    assert "none" in row and "--enforce-eager" in row and "captured after" not in row
+
+
+def test_no_internal_notes_and_one_note_per_fact(tmp_path):
+    out = vllm_fit("plan", "openai/gpt-oss-120b", "-tp", "1", "--max-model-len", "16k", "--vllm-version", "0.11.0").stdout
+    assert "seed" not in out and "0.95" not in out
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256,
+        "max_position_embeddings": 131072, "torch_dtype": "bfloat16", "tie_word_embeddings": True}))
+    notes = plan_json(str(tmp_path), "--max-model-len", "8k")["notes"]
+    assert len([n for n in notes if "from the architecture" in n]) == 1, notes
+    assert len(notes) == len(set(notes))
+
+
+def test_an_unknown_architecture_says_its_activation_is_a_family_default(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["FooBarForCausalLM"], "model_type": "foobar", "hidden_size": 2048, "num_hidden_layers": 16,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256,
+        "max_position_embeddings": 131072, "torch_dtype": "bfloat16", "tie_word_embeddings": True}))
+    for version in ("0.11.0", "0.34.0"):
+        notes = plan_json(str(tmp_path), "--max-model-len", "8k", "--vllm-version", version)["notes"]
+        assert any("FooBarForCausalLM" in n and "family default" in n for n in notes), notes
+    known = plan_json("meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8k", "-tp", "1")["notes"]
+    assert not any("family default" in n for n in known)
+
+
+_BARE_NUMBER = re.compile(r"(?<![-\w.,])(\d{5,})(?![\d.,]|x)")  # 5+ digits with no thousands separator
+
+
+def test_numbers_are_formatted_the_same_everywhere():
+    outputs = [vllm_fit("plan", *args).stdout for args in (
+        (MODEL, "--max-model-len", "32000", "--vllm-version", "0.11.0"),
+        ("meta-llama/Llama-3.3-70B-Instruct", "--gpu", "L4", "-tp", "4", "--vllm-version", "0.11.0"),
+        ("google/gemma-3-27b-it", "-tp", "1", "--vllm-version", "0.14.0"))]
+    for out in outputs:
+        for line in out.splitlines():
+            # A value written as a flag to copy stays as vLLM parses it (--max-model-len 18176).
+            prose = re.sub(r"--[a-z-]+ \d+", "", line)
+            assert not _BARE_NUMBER.search(prose), line
+    assert "maximum model length is 18,208" in outputs[0] and "32,000-token" in outputs[0]
+
+
 # ---------------------------------------------------------------- 4. output a person reads (check)
 
 def _table_rows(out: str) -> list[str]:

@@ -132,7 +132,7 @@ def test_non_vllm_objects_and_scale_are_untouched(webhook, prefix, path):
 def test_bare_seed_pod_at_32000_is_denied_with_the_estimated_length(webhook):
     response = review(webhook, recorded("16"), "/validate")
     assert response["allowed"] is False
-    assert "estimated maximum model length is 18176" in response["status"]["message"]
+    assert "estimated maximum model length is 18,176" in response["status"]["message"]
 
 
 def test_own_gpu_annotation_does_not_pin_the_gpu_type(webhook):

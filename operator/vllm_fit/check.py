@@ -74,9 +74,13 @@ class LaunchResult(BaseModel):
             if s.tensor_parallel_size:
                 return f"use --tensor-parallel-size {s.tensor_parallel_size} (and as many GPUs)"
             if s.max_model_len:
-                return f"--max-model-len {s.max_model_len}"
+                tp = s.max_model_len_tensor_parallel_size
+                other = tp and tp != self.plan.parallel.get("tensor_parallel_size")
+                return f"--max-model-len {s.max_model_len}" + (f" --tensor-parallel-size {tp}" if other else "")
             if s.kv_cache_dtype:
                 return f"--kv-cache-dtype {s.kv_cache_dtype}"
+            if s.tensor_parallel_size_for_gpus_given:
+                return f"--tensor-parallel-size {s.tensor_parallel_size_for_gpus_given} to match the GPUs given"
             if s.multi_node:
                 m = s.multi_node
                 return (f"TP={m['tensor_parallel_size']} x PP={m['pipeline_parallel_size']} over {m['nodes']} nodes")

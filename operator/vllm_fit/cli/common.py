@@ -46,8 +46,7 @@ def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
         f"  weights           {p.weights_gib:8.2f}",
         f"  activation        {p.activation_gib:8.2f}",
         f"  non-torch         {p.non_torch_gib:8.2f}",
-        f"  CUDA graphs       {p.cuda_graph_gib:8.2f}"
-        + ("  (subtracted from the budget)" if _graphs_subtracted(plan) else "  (captured after the KV cache, in the headroom)"),
+        _graphs_line(plan),
         f"  requested         {p.requested_gib:8.2f}  ({s.get('gpu_memory_utilization', 0):.2f} x {g['total_gib']:.2f})",
         f"  KV cache          {p.kv_cache_gib:8.2f}",
         "",
@@ -70,6 +69,19 @@ def render_plan(plan: MemoryPlan, *, colour: bool = False) -> str:
     for note in plan.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def _graphs_line(plan: MemoryPlan) -> str:
+    """The CUDA-graph row: none under --enforce-eager, never a negative figure."""
+    if plan.settings.get("enforce_eager"):
+        return f"  CUDA graphs       {'none':>8}  (--enforce-eager: no graphs are captured)"
+    gib = max(plan.per_gpu.cuda_graph_gib, 0.0)  # a capture that freed memory needs none
+    where = "subtracted from the budget" if _graphs_subtracted(plan) else "captured after the KV cache, in the headroom"
+    term = plan.derivation.get("cuda_graph") if plan.derivation else None
+    freed = -float((term or {}).get("parts", {}).get("logged_change", 0.0))  # type: ignore[union-attr]
+    if freed > 0:
+        where = f"capture measured {freed:.2f} GiB freed net: none needed"
+    return f"  CUDA graphs       {gib:8.2f}  ({where})"
 
 
 def _graphs_subtracted(plan: MemoryPlan) -> bool:

@@ -53,6 +53,8 @@ class ModelInfo(BaseModel):
     def _extra_params(self) -> tuple[int, str]:
         stored = self.safetensors_params
         if stored is None:
+            if any("estimated from the architecture" in caveat for caveat in self.caveats):
+                return 0, ""  # the resolver's caveat already says so, and why: one note per fact
             return 0, "no safetensors parameter counts: weights estimated from the architecture alone"
         g = self.geometry
         computed = architecture_params(g)

@@ -188,6 +188,15 @@ def _matching_measurement(band: Band, model_id: Optional[str], s: Settings) -> O
     return None
 
 
+def _measured_architecture(profiles: RuntimeProfiles, architecture: str) -> bool:
+    """Whether any band holds a measurement of this architecture (its family defaults aside)."""
+    known = profiles.__dict__.get("_measured_architectures")
+    if known is None:
+        known = profiles.__dict__["_measured_architectures"] = frozenset(
+            name for band in profiles.bands for name in band.activation_gib if not name.startswith("default_"))
+    return architecture in known
+
+
 def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: RuntimeProfiles, band: Band,
                     model_id: Optional[str]) -> tuple[Term, list[str]]:
     notes: list[str] = []
@@ -240,6 +249,10 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
         return Term(gib=value, kind="measured", source=source, parts=parts,
                     derivation=f"activation {value:.2f} GiB measured for this model at {tokens:,} batched tokens / "
                                f"{seqs:,} sequences (computed {_gib(computed):.2f})"), notes
+    if not _measured_architecture(profiles, g.architecture):
+        family = "mixture-of-experts" if g.moe else ("multimodal" if g.is_multimodal else "dense decoder")
+        notes.append(f"{g.architecture} is not an architecture vllm-fit has measured: its activation is the "
+                     f"{family} family default (one standard decoder layer and the sampler, from config.json shapes)")
     fwd_text = f"{tokens:,}-token forward {_gib(forward):.2f}"
     smp_text = (f"sampler {rows:,} x {vocab:,} vocab x {coeff.value:g} B ({path}) {_gib(sampler):.2f}"
                 if coeff else ("pooler (no sampler)" if is_pooling(g) else "sampler not modelled"))
@@ -318,6 +331,12 @@ def cuda_graph_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
         override = band.models.get(model_id or "")
         if override and s.tensor_parallel_size in override.cuda_graph_gib:
             value = override.cuda_graph_gib[s.tensor_parallel_size]
+            if value < 0:
+                # vLLM logs the change in used memory across capture; a negative one means capture freed
+                # more (warm-up leftovers) than the graphs took: no memory is needed for them.
+                return Term(gib=0.0, kind="measured", source=override.source, parts={"logged_change": value},
+                            derivation=f"CUDA graphs 0 GiB: capture for this model measured a net {-value:.2f} GiB "
+                                       f"freed (vLLM logs {value:.2f}), so they need nothing beyond the headroom"), False
             return Term(gib=value, kind="measured", source=override.source,
                         derivation=f"CUDA graphs {value:.2f} GiB measured for this model (captured after the KV "
                                    f"cache, in the headroom)"), False
@@ -396,9 +415,6 @@ def compute_overheads(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Run
         activation, non_torch, graphs = _measured_terms(measured, activation, non_torch, graphs)
         notes.append(f"overheads measured on this launch: {measured.source}")
     margin = extensible_margin_term(s, gpu, activation) if s.extensible_kv_cache else None
-    override = band.models.get(model_id or "")
-    if override is not None and override.note:
-        notes.append(override.note)
     return Overheads(band=band.name, activation=activation, non_torch=non_torch, cuda_graph=graphs,
                      cuda_graph_subtracted=subtracted, extensible_margin=margin, notes=tuple(notes))
 
@@ -409,6 +425,9 @@ def _measured_terms(m: MeasuredProfile, activation: Term, non_torch: Term, graph
     def term(value: Optional[float], derived: Term, name: str) -> Term:
         if value is None:
             return derived
+        if value < 0:  # a logged change across CUDA-graph capture that freed memory: nothing needed
+            return Term(gib=0.0, kind="measured", source=m.source, parts={"logged_change": value},
+                        derivation=f"{name} 0 GiB: measured on this launch as a net {-value:.2f} GiB freed")
         return Term(gib=value, kind="measured", source=m.source, parts={"total": value},
                     derivation=f"{name} {value:.2f} GiB measured on this launch (derived {derived.gib:.2f})")
     graph_value = 0.0 if m.key.enforce_eager else m.cuda_graph_gib

@@ -61,7 +61,7 @@ def plan(
             s = s.model_copy(update={"max_model_len": fitted})
             ev = _evaluate(model, s, gpu, profiles)
 
-    suggestions = _suggest(model, s, gpu, profiles, ev, gpus_per_node) if suggest else Suggestions()
+    suggestions = _suggest(model, s, gpu, profiles, ev, gpus_per_node, gpus_given) if suggest else Suggestions()
     reasons = _reasons(model, s, gpu, ev, suggestions, gpus_given, concurrency_threshold)
     fits = not any(r.severity == "error" for r in reasons)
     result = _assemble(model, s, gpu, ev, reasons, fits, suggestions)

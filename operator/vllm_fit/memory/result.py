@@ -72,8 +72,12 @@ class Suggestions(BaseModel):
     tensor_parallel_kv_cache_gib: Optional[float] = None
     tensor_parallel_max_concurrency: Optional[float] = None
     max_model_len: Optional[int] = None
+    # The TP at which `max_model_len` fits (the launch's own, or the smallest on one node that does).
+    max_model_len_tensor_parallel_size: Optional[int] = None
     kv_cache_dtype: Optional[str] = None
     multi_node: Optional[dict[str, int]] = None
+    # With a GPU count that does not match TPxPPxDP: the largest valid TP that fits the GPUs given and starts.
+    tensor_parallel_size_for_gpus_given: Optional[int] = None
 
 
 class MemoryPlan(BaseModel):

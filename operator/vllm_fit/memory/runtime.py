@@ -48,6 +48,7 @@ class ModelOverride(BaseModel):
     non_torch_gib: dict[int, float] = Field(default_factory=dict)
     cuda_graph_gib: dict[int, float] = Field(default_factory=dict)
     source: str
+    # For readers of profiles/ (how a measurement was reconciled); never shown in plan output.
     note: Optional[str] = None
 
 
@@ -187,8 +188,6 @@ def runtime_constants(
         graph = Measured(value=override.cuda_graph_gib[tp], source=override.source)
     if enforce_eager:
         graph = Measured(value=0.0, source="--enforce-eager: no CUDA graphs are captured")
-    if override and override.note:
-        notes.append(override.note)
     return RuntimeConstants(
         band=band.name,
         activation_gib=activation.value,

@@ -174,7 +174,8 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
     # extensible KV cache, else the release's default.
     util = pick("gpu_memory_utilization", 1.0 if extensible else behaviour.default_gpu_memory_utilization)
     if not 0 < util <= 1:
-        raise InvalidSetting(f"--gpu-memory-utilization must be in (0, 1], got {util}")
+        percent = f" (a fraction: {util / 100:g} for {util:g}%)" if 1 < util <= 100 else ""
+        raise InvalidSetting(f"--gpu-memory-utilization must be in (0, 1], got {util:g}{percent}")
 
     dtype = _model_dtype(g.config_dtype, launch.dtype, gpu)
     dtype_b = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 2)

@@ -16,19 +16,34 @@ def _short(model_id: str) -> str:
     return model_id.rsplit("/", 1)[-1]
 
 
+# Numbers in sentences carry thousands separators (16,000 tokens); values written as a flag to copy
+# stay as vLLM parses them (--max-model-len 18176).
+
+def _max_len_at(s: Settings, sug: Suggestions) -> str:
+    tp = sug.max_model_len_tensor_parallel_size or s.tensor_parallel_size
+    where = f"at TP={tp}" if tp == s.tensor_parallel_size else f"with --tensor-parallel-size {tp}"
+    return f"--max-model-len {sug.max_model_len} fits {where}"
+
+
 def _fix_text(s: Settings, sug: Suggestions, gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> str:
+    """Every fix, one node first: a TP that fits, a shorter max-model-len, fp8 KV; then more nodes."""
     fixes: list[str] = []
     if sug.tensor_parallel_size:
         fixes.append(f"TP={sug.tensor_parallel_size} gives {sug.tensor_parallel_kv_cache_gib:.2f} GiB "
                      f"({sug.tensor_parallel_max_concurrency:.2f}x concurrency at {s.max_model_len:,} tokens)")
     if sug.max_model_len:
-        fixes.append(f"--max-model-len {sug.max_model_len} fits at TP={s.tensor_parallel_size}")
+        one_node = "" if sug.tensor_parallel_size or not sug.multi_node else " on one node"
+        fixes.append(_max_len_at(s, sug) + one_node)
     if sug.kv_cache_dtype:
         fixes.append(f"--kv-cache-dtype {sug.kv_cache_dtype} fits")
-    if not fixes and sug.multi_node:
+    if sug.multi_node and not sug.tensor_parallel_size:
         m = sug.multi_node
-        fixes.append(f"no TP on one {gpus_per_node}-GPU node fits; try TP={m['tensor_parallel_size']} x "
-                     f"PP={m['pipeline_parallel_size']} over {m['nodes']} nodes (e.g. a LeaderWorkerSet)")
+        layout = (f"TP={m['tensor_parallel_size']} x PP={m['pipeline_parallel_size']} over {m['nodes']} nodes "
+                  f"(e.g. a LeaderWorkerSet)")
+        if fixes:
+            fixes.append(f"to keep {s.max_model_len:,} tokens, {layout}")
+        else:
+            fixes.append(f"no TP on one {gpus_per_node}-GPU node fits; try {layout}")
     return "; ".join(fixes)
 
 
@@ -36,25 +51,40 @@ def _short_fix(sug: Suggestions) -> str:
     if sug.tensor_parallel_size:
         return f"; TP={sug.tensor_parallel_size} gives {sug.tensor_parallel_kv_cache_gib:.1f} GiB"
     if sug.max_model_len:
-        return f"; max-model-len {sug.max_model_len} fits"
+        tp = sug.max_model_len_tensor_parallel_size
+        return f"; max-model-len {sug.max_model_len:,} fits" + (f" at TP={tp}" if tp else "")
     if sug.multi_node:
         m = sug.multi_node
         return f"; try TP={m['tensor_parallel_size']}xPP={m['pipeline_parallel_size']}"
     return ""
 
 
-def gpu_count_reason(name: str, tp: int, pp: int, need: int, given: int) -> Reason:
+def gpu_count_reason(name: str, tp: int, pp: int, need: int, given: int, fix: Optional[str] = None) -> Reason:
     """GPUs a pod gets against the TPxPPxDP ranks vLLM starts: fewer is fatal (vLLM waits for
-    devices that do not exist), more leaves GPUs idle. Needs no model and no GPU type."""
+    devices that do not exist), more leaves GPUs idle. Needs no model and no GPU type; with them,
+    `fix` names the TP that fits the GPUs given (`_gpu_count_fix`)."""
     if given < need:
+        fix = fix or f"request {need} GPUs, or lower TPxPPxDP to {given}"
         return Reason(code="gpu-count-mismatch", severity="error",
                       message=f"{name} at TP={tp}" + (f" PP={pp}" if pp > 1 else "")
-                              + f": TPxPPxDP needs {need} GPUs but the pod gets {given}; request {need} GPUs, "
-                                f"or lower TPxPPxDP to {given}",
-                      summary=f"{name}: needs {need} GPUs (TPxPPxDP), pod gets {given}")
+                              + f": TPxPPxDP needs {need} GPUs but the pod gets {given}; {fix}",
+                      summary=f"{name}: needs {need} GPUs (TPxPPxDP), pod gets {given}; {fix}")
+    fix = fix or f"request {need} GPU{'s' if need != 1 else ''}"
     return Reason(code="gpu-count-mismatch", severity="warning",
-                  message=f"{name}: the pod gets {given} GPUs but TPxPPxDP uses {need}; {given - need} sit idle",
-                  summary=f"{name}: {given} GPUs requested, TPxPPxDP uses {need}")
+                  message=f"{name}: the pod gets {given} GPUs but TPxPPxDP uses {need}; {given - need} sit idle; {fix}",
+                  summary=f"{name}: {given} GPUs requested, TPxPPxDP uses {need}; {fix}")
+
+
+def _gpu_count_fix(s: Settings, sug: Suggestions, need: int, given: int) -> str:
+    """What to change when the pod's GPUs and TPxPPxDP disagree: the request, or a TP that fits."""
+    request = f"request {need} GPU{'s' if need != 1 else ''}"
+    tp = sug.tensor_parallel_size_for_gpus_given
+    if tp:
+        uses = tp * need // s.tensor_parallel_size
+        return f"{request}, or set --tensor-parallel-size {tp} ({uses} GPU{'s' if uses != 1 else ''}), which fits"
+    if given < need:
+        return f"{request}; no valid TP fits {given} GPU{'s' if given != 1 else ''}"
+    return request
 
 
 def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: Suggestions,
@@ -73,8 +103,9 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                               message=f"{where}: {ev.problems[0]}; valid TP sizes: {', '.join(map(str, valid))}{fitting}",
                               summary=f"{name}: TP={s.tensor_parallel_size} is invalid; valid TP: {', '.join(map(str, valid))}"))
     if gpus_given is not None and gpus_given != s.gpus_per_replica:
-        reasons.append(gpu_count_reason(name, s.tensor_parallel_size, s.pipeline_parallel_size,
-                                        s.gpus_per_replica, gpus_given))
+        need = s.gpus_per_replica
+        reasons.append(gpu_count_reason(name, s.tensor_parallel_size, s.pipeline_parallel_size, need, gpus_given,
+                                        _gpu_count_fix(s, sug, need, gpus_given)))
     if ev.unified_free_tight:
         reasons.append(Reason(
             code="unified-memory-free", severity="warning",
@@ -122,8 +153,8 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
         reasons.append(Reason(code="max-model-len-exceeds-kv-cache", severity="error",
                               message=f"{where}: one {s.max_model_len:,}-token request needs {need / GIB:.2f} GiB of KV "
                                       f"cache but only {ev.available_bytes / GIB:.2f} GiB is available; vLLM's estimated "
-                                      f"maximum model length is {longest}{then}",
-                              summary=f"{name}: max-model-len {s.max_model_len} needs {need / GIB:.2f} GiB KV, "
+                                      f"maximum model length is {longest:,}{then}",
+                              summary=f"{name}: max-model-len {s.max_model_len:,} needs {need / GIB:.2f} GiB KV, "
                                       f"{ev.available_bytes / GIB:.2f} available" + _short_fix(sug)))
     fits_so_far = not any(r.severity == "error" for r in reasons)
     if fits_so_far and not ev.cuda_graph_subtracted and not s.enforce_eager and not ev.free_memory_short:
@@ -137,11 +168,24 @@ def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: 
                                           f"--gpu-memory-utilization {s.gpu_memory_utilization}",
                                   summary=f"{name}: CUDA graphs + sampler may not fit the "
                                           f"{headroom / GIB:.2f} GiB left by util {s.gpu_memory_utilization}"))
-    if fits_so_far and ev.layout is not None and ev.concurrency < threshold:
+    if fits_so_far and ev.layout is not None and ev.num_blocks > 0 and ev.concurrency < 1:
+        # vLLM 0.14-0.18 check only the first KV cache group at startup: it starts, and then a
+        # request of max-model-len never gets the blocks it needs.
+        first_group = s.behaviour.check_uses_groups and not s.behaviour.check_sums_all_groups
+        why = (f"vLLM {s.vllm_version} starts because its startup check reads only the first KV cache group"
+               if first_group else "vLLM starts")
+        fix = f"; {_max_len_at(s, sug)}" if sug.max_model_len else ""
+        reasons.append(Reason(code="max-model-len-unschedulable", severity="warning",
+                              message=f"{where}: one {s.max_model_len:,}-token request can never be scheduled: the "
+                                      f"{ev.available_bytes / GIB:.2f} GiB KV cache holds {ev.concurrency:.2f}x of one "
+                                      f"({why}){fix}",
+                              summary=f"{name}: a {s.max_model_len:,}-token request never fits the KV cache "
+                                      f"({ev.concurrency:.2f}x)" + _short_fix(sug)))
+    elif fits_so_far and ev.layout is not None and ev.concurrency < threshold:
         reasons.append(Reason(code="low-concurrency", severity="warning",
                               message=f"{name}: only {ev.concurrency:.2f}x concurrency at {s.max_model_len:,} tokens "
                                       f"({ev.available_bytes / GIB:.2f} GiB KV cache); threshold {threshold:g}x",
-                              summary=f"{name}: only {ev.concurrency:.2f}x concurrency at {s.max_model_len} tokens "
+                              summary=f"{name}: only {ev.concurrency:.2f}x concurrency at {s.max_model_len:,} tokens "
                                       f"({ev.available_bytes / GIB:.2f} GiB KV)"))
     return reasons
 
