@@ -141,7 +141,9 @@ def test_write_profile_then_plan_with_profiles_uses_the_measured_overheads(tmp_p
     with_profile = json.loads(calibrated.getvalue())
     assert with_profile["per_gpu"]["activation_gib"] == 4.76
     assert with_profile["per_gpu"]["non_torch_gib"] == 0.13
-    assert with_profile["per_gpu"]["cuda_graph_gib"] == -0.45
+    # The capture freed memory (vLLM logged -0.45 GiB): the plan needs none for it and keeps the logged change.
+    assert with_profile["per_gpu"]["cuda_graph_gib"] == 0.0
+    assert with_profile["derivation"]["cuda_graph"]["parts"]["logged_change"] == -0.45
     assert any("measured on this launch" in n for n in with_profile["notes"])
     # Another launch (a different batch) keeps the derived overheads.
     other = io.StringIO()
@@ -218,7 +220,7 @@ def test_webhook_reviewer_plans_a_matching_launch_with_the_measured_profile(tmp_
                                     "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
     judgement = asyncio.run(reviewer.review(pod))
     (launch,) = judgement.launches
-    assert launch.plan.per_gpu.activation_gib == 4.76 and launch.plan.per_gpu.cuda_graph_gib == -0.45
+    assert launch.plan.per_gpu.activation_gib == 4.76 and launch.plan.per_gpu.cuda_graph_gib == 0.0  # logged -0.45
     assert any("measured on this launch" in n for n in launch.plan.notes)
 
 
