@@ -26,6 +26,7 @@ from .memory.plan import (
     MemoryPlan,
     Reason,
     Verdict,
+    gpu_count_fix,
     gpu_count_reason,
     parallelism_problems,
     plan,
@@ -190,6 +191,33 @@ def _largest_gpu(catalog: GpuCatalog, resource: Optional[str]) -> Optional[GpuSp
     vendor = "amd" if resource == "amd.com/gpu" else "nvidia"
     gpus = [g for g in catalog.gpus if g.vendor == vendor]
     return max(gpus, key=lambda g: g.total_bytes) if gpus else None
+
+
+def _count_with_fix(found: FoundLaunch, model_info: ModelInfo, gpu: GpuSpec, profiles: RuntimeProfiles,
+                    default_vllm_version: Optional[str], gpus_per_node: int) -> Optional[Reason]:
+    """Too few GPUs for TPxPPxDP (vLLM never gets to memory): the mismatch, with the largest TP
+    that fits the GPUs given on this GPU type, if one does."""
+    launch, given = found.launch, found.gpus.count or 0
+    tp, pp = launch.tensor_parallel_size or 1, launch.pipeline_parallel_size or 1
+    per_tp = pp * (launch.data_parallel_size_local or launch.data_parallel_size or 1)
+    need = tp * per_tp
+    if need <= given:
+        return None
+    kwargs: dict[str, Any] = {"default_version": default_vllm_version} if default_vllm_version else {}
+    tp_fit = None
+    for candidate in sorted(valid_tensor_parallel_sizes(model_info, max(given // per_tp, 1)), reverse=True):
+        if candidate * per_tp > given:
+            continue
+        try:
+            fitted = plan(model_info, launch.model_copy(update={"tensor_parallel_size": candidate}), gpu, profiles,
+                          gpus_given=given, gpus_per_node=gpus_per_node, suggest=False, **kwargs)
+        except VllmFitError:
+            return None
+        if fitted.verdict.fits:
+            tp_fit = candidate
+            break
+    return gpu_count_reason(_short(model_info.model_id), tp, pp, need, given,
+                            gpu_count_fix(need, given, tp_fit, (tp_fit or 0) * per_tp))
 
 
 def _gpu_free_reasons(found: FoundLaunch, model_info: ModelInfo, catalog: GpuCatalog, profiles: RuntimeProfiles,
@@ -400,7 +428,13 @@ def check_launch(
             message=f"{where}: {image} states no vLLM version; judged as vLLM {result_plan.vllm_version} "
                     f"({result_plan.vllm_version_source}); pin a versioned tag or set default_vllm_version",
             summary=f"{where}: image states no vLLM version; judged as vLLM {result_plan.vllm_version}"))
-    # The GPU count is judged once, above, without the model.
+    # The GPU count is judged once, above, without the model; the plan's own judgement of it, when
+    # there is one, replaces it: it also names the TP that fits the GPUs given.
+    planned_count = next((r for r in plan_reasons if r.code == "gpu-count-mismatch"), None)
+    if planned_count is None and model_info is not None and gpu is not None and values_ok and found.gpus.count:
+        planned_count = _count_with_fix(found, model_info, gpu, profiles, default_vllm_version, gpus_per_node)
+    if planned_count is not None:
+        findings = [planned_count if r.code == "gpu-count-mismatch" else r for r in findings]
     reasons = list(findings) + [r for r in plan_reasons if r.code != "gpu-count-mismatch"]
     # Stable: errors first, the arguments' own faults before the rest, each in the order found.
     reasons.sort(key=lambda r: (_SEVERITY_ORDER[r.severity], r.code not in _FIRST_CODES))

@@ -28,11 +28,11 @@ from .result import (
 from .runtime import RuntimeProfiles
 from .settings import InvalidSetting, Settings, resolve_settings
 from .suggest import _suggest
-from .verdict import _reasons, _short, gpu_count_reason
+from .verdict import _reasons, _short, gpu_count_fix, gpu_count_reason
 from .versions import DEFAULT_VLLM_VERSION, NEWEST_MODELLED_VERSION, parse_version
 
 __all__ = ["DEFAULT_CONCURRENCY_THRESHOLD", "DEFAULT_GPUS_PER_NODE", "KvCache", "MemoryPlan", "PerGpu", "Reason",
-           "Severity", "Suggestions", "Verdict", "gpu_count_reason", "parallelism_problems", "plan",
+           "Severity", "Suggestions", "Verdict", "gpu_count_fix", "gpu_count_reason", "parallelism_problems", "plan",
            "valid_tensor_parallel_sizes"]
 
 

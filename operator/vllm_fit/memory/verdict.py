@@ -75,16 +75,20 @@ def gpu_count_reason(name: str, tp: int, pp: int, need: int, given: int, fix: Op
                   summary=f"{name}: {given} GPUs requested, TPxPPxDP uses {need}; {fix}")
 
 
-def _gpu_count_fix(s: Settings, sug: Suggestions, need: int, given: int) -> str:
-    """What to change when the pod's GPUs and TPxPPxDP disagree: the request, or a TP that fits."""
+def gpu_count_fix(need: int, given: int, tp_fit: Optional[int], uses: int = 0) -> str:
+    """What to change when the pod's GPUs and TPxPPxDP disagree: the request, or `tp_fit`, a TP
+    that fits the GPUs given (using `uses` of them), when one does."""
     request = f"request {need} GPU{'s' if need != 1 else ''}"
-    tp = sug.tensor_parallel_size_for_gpus_given
-    if tp:
-        uses = tp * need // s.tensor_parallel_size
-        return f"{request}, or set --tensor-parallel-size {tp} ({uses} GPU{'s' if uses != 1 else ''}), which fits"
+    if tp_fit:
+        return f"{request}, or set --tensor-parallel-size {tp_fit} ({uses} GPU{'s' if uses != 1 else ''}), which fits"
     if given < need:
         return f"{request}; no valid TP fits {given} GPU{'s' if given != 1 else ''}"
     return request
+
+
+def _gpu_count_fix(s: Settings, sug: Suggestions, need: int, given: int) -> str:
+    tp = sug.tensor_parallel_size_for_gpus_given
+    return gpu_count_fix(need, given, tp, tp * need // s.tensor_parallel_size if tp else 0)
 
 
 def _reasons(model: ModelInfo, s: Settings, gpu: GpuSpec, ev: _Evaluation, sug: Suggestions,
