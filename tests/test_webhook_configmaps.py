@@ -43,6 +43,18 @@ def test_reads_are_cached_and_missing_ones_reported():
     assert api.calls == [("llm", "a"), ("llm", "gone")]  # the second review asked nobody
 
 
+def test_reads_are_counted_by_outcome():
+    from vllm_fit.admission.metrics import WebhookMetrics
+
+    metrics = WebhookMetrics()
+    reader = ConfigMapReader(FakeApi({("llm", "a"): {"K": "v"}}), metrics=metrics)
+    read(reader, "llm", ["a", "gone"])
+    read(reader, "llm", ["a"])
+    value = lambda outcome: metrics.registry.get_sample_value("vllm_fit_configmap_reads_total",  # noqa: E731
+                                                              {"outcome": outcome})
+    assert (value("read"), value("missing"), value("cached")) == (1.0, 1.0, 1.0)
+
+
 def test_cache_expires():
     api = FakeApi({("llm", "a"): {"K": "v"}})
     reader = ConfigMapReader(api, ttl_seconds=0.0)

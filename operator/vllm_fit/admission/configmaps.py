@@ -31,8 +31,9 @@ class ConfigMapReader:
     """Cached, single-flight, deadline-bound reads of the ConfigMaps one review needs."""
 
     def __init__(self, fetch: Fetch, *, ttl_seconds: float = 30.0, max_entries: int = 1024,
-                 max_per_review: int = 16) -> None:
+                 max_per_review: int = 16, metrics: Optional[Any] = None) -> None:
         self._fetch = fetch
+        self.metrics = metrics  # WebhookMetrics: configmap_reads by outcome
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.max_per_review = max_per_review
@@ -89,8 +90,12 @@ class ConfigMapReader:
         if len(wanted) > self.max_per_review:
             problems.append(f"only the first {self.max_per_review} of {len(wanted)} ConfigMaps were read")
             wanted = wanted[:self.max_per_review]
+        hits = {n for n in wanted if self._cached((namespace, n)) is not None}
         results = await asyncio.gather(*(self._one(namespace, n, deadline) for n in wanted), return_exceptions=True)
         for name, result in zip(wanted, results):
+            self._count("cached" if name in hits else "missing" if result is _NOT_FOUND
+                        else "timeout" if isinstance(result, asyncio.TimeoutError)
+                        else "error" if isinstance(result, BaseException) else "read")
             if result is _NOT_FOUND:
                 problems.append(f"ConfigMap {namespace}/{name} does not exist; its values are unresolved")
             elif isinstance(result, asyncio.TimeoutError):
@@ -102,6 +107,11 @@ class ConfigMapReader:
             elif isinstance(result, dict):
                 found.add(namespace, name, result)
         return found, problems
+
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.configmap_reads.labels(outcome).inc()
 
 
 def _short(exc: BaseException) -> str:

@@ -21,5 +21,9 @@ class WebhookMetrics:
         self.lookup_seconds = Histogram(
             "vllm_fit_model_lookup_duration_seconds", "Model metadata lookup time", buckets=_LATENCY_BUCKETS,
             registry=self.registry)
+        self.configmap_reads = Counter(
+            "vllm_fit_configmap_reads_total",
+            "ConfigMaps a launch reads, by outcome (cached, read, missing, timeout, error)", ["outcome"],
+            registry=self.registry)
         self.errors = Counter(
             "vllm_fit_admission_errors_total", "Requests that could not be judged", ["stage"], registry=self.registry)

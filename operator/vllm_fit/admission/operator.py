@@ -58,7 +58,7 @@ async def run_webhook(
     catalog = gpu_catalog()
     reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
                         catalog, runtime_profiles_with(config.profiles_dir), metrics=metrics,
-                        configmaps=ConfigMapReader(api_configmaps) if config.read_configmaps else None,
+                        configmaps=ConfigMapReader(api_configmaps, metrics=metrics) if config.read_configmaps else None,
                         flag_table=vllm_flag_table(), nodes=NodeStore(catalog) if config.cluster_gpus else None)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)
