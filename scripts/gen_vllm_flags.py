@@ -112,12 +112,22 @@ def _explicit_kind(call: ast.Call) -> Optional[str]:
     return None
 
 
+def _unpacked(call: ast.Call) -> list[ast.AST]:
+    """The `**x` arguments of a call, also inside a dict display: `**{**x, "default": None}`."""
+    out: list[ast.AST] = []
+    stack = [kw.value for kw in call.keywords if kw.arg is None]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, ast.Dict):
+            stack.extend(v for k, v in zip(value.keys, value.values) if k is None)
+        else:
+            out.append(value)
+    return out
+
+
 def _kwargs_field(call: ast.Call, kwargs_vars: dict[str, tuple[str, Optional[str]]]) -> Optional[tuple[str, str]]:
     """(config class, field) for `add_argument(..., **model_kwargs["field"])`."""
-    for kw in call.keywords:
-        if kw.arg is not None:
-            continue
-        value = kw.value
+    for value in _unpacked(call):
         if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
             key = value.slice
             if isinstance(key, ast.Constant) and isinstance(key.value, str) and value.value.id in kwargs_vars:
@@ -168,9 +178,15 @@ def _options_in(tree: ast.Module, config_fields: dict[str, dict[str, str]], fron
         kind = _explicit_kind(node)
         if kind is None:
             source = _kwargs_field(node, kwargs_vars)
-            if source is not None:
-                annotation = config_fields.get(source[0], {}).get(source[1])
-                kind = _annotation_kind(annotation) if annotation else "value"
+            annotation = config_fields.get(source[0], {}).get(source[1]) if source is not None else None
+            if annotation is None and _unpacked(node):
+                # kwargs built some other way: the config field the option is named after, in the
+                # classes this module takes get_kwargs from
+                field = next((o.lstrip("-").replace("-", "_") for o in literal if o.startswith("--")), None)
+                annotation = next((config_fields.get(cls, {}).get(field) for cls, _ in kwargs_vars.values()
+                                   if field in config_fields.get(cls, {})), None)
+            if annotation:
+                kind = _annotation_kind(annotation)
         for option in literal:
             out[option] = kind or "value"
         if generated:  # for key, value in get_kwargs(FrontendArgs).items(): add_argument(f"--{key...}")

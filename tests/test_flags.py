@@ -104,6 +104,8 @@ def test_unknown_version_gives_a_warning_not_an_error(catalog, profiles, bundled
     ("--gpu_memory_utilization", "known"),   # underscores, as FlexibleArgumentParser allows
     ("--no-enforce-eager", "known"),         # BooleanOptionalAction
     ("--no-port", "unknown"),                # a value option has no --no- form
+    ("--no-enable-prefix-caching", "known"),  # get_kwargs makes bool config fields BooleanOptionalAction
+    ("--no-enable-chunked-prefill", "known"),
     ("--max-num", "ambiguous"),              # --max-num-seqs / --max-num-batched-tokens / ...
     ("--compilation-config.level", "known"),  # dotted JSON sub-argument
     ("-tp", "known"),
@@ -128,11 +130,13 @@ def _fake_release(root: Path, version: str, extra_field: str = "") -> None:
         "        g.add_argument('--enforce-eager', **model_kwargs['enforce_eager'])\n"
         "        g.add_argument('--served-model-name', **model_kwargs['served_model_name'])\n"
         "        g.add_argument('--headless', action='store_true')\n"
+        "        g.add_argument('--enable-prefix-caching', **{**model_kwargs['enable_prefix_caching'], 'default': None})\n"
         + (f"        g.add_argument('--{extra_field}', type=str)\n" if extra_field else ""))
     config = root / version / "vllm" / "config"
     config.mkdir(parents=True)
     (config / "model.py").write_text(
-        "class ModelConfig:\n    enforce_eager: bool = False\n    served_model_name: list[str] | None = None\n")
+        "class ModelConfig:\n    enforce_eager: bool = False\n    served_model_name: list[str] | None = None\n"
+        "    enable_prefix_caching: bool | None = None\n")
     frontend = root / version / "vllm" / "entrypoints" / "openai"
     frontend.mkdir(parents=True)
     (frontend / "cli_args.py").write_text(
@@ -158,6 +162,7 @@ def test_generator_reads_sources_with_ast_and_adding_a_release_keeps_the_others(
     assert options["--enforce-eager"] == "bool 1.0.0..1.1.0"     # from the config field's annotation
     assert options["--served-model-name"] == "many 1.0.0..1.1.0"
     assert options["--headless"] == "switch 1.0.0..1.1.0"
+    assert options["--enable-prefix-caching"] == "bool 1.0.0..1.1.0"  # kwargs inside a dict display
     assert options["--port"] == "value 1.0.0..1.1.0"             # a FrontendArgs field
     assert options["--config"] == "value 1.0.0..1.1.0"
     assert options["--new-thing"] == "value 1.1.0"

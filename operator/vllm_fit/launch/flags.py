@@ -93,7 +93,7 @@ class FlagTable(BaseModel):
                                    matches=tuple(prefixed[:4]))
         nearest = difflib.get_close_matches(name, list(accepted), n=1, cutoff=0.6)
         releases: tuple[str, ...] = ()
-        entry = self.options.get(name) or (self.options.get("--" + name[5:]) if name.startswith("--no-") else None)
+        entry = self.options.get(name)
         if entry is not None and version_known:
             present = [v for v in self.versions if v in entry[1]]
             releases = (present[0], present[-1]) if present else ()
