@@ -90,6 +90,7 @@ def test_failure_vllm_fit_also_predicted_agrees():
             "(EngineCore_DP0 pid=2) ERROR 11-27 10:01:10 [core.py:708] EngineCore failed to start.\n")
     code, out, _ = run(["-", "--gpu", "H100-80GB"], text)
     assert "agree: vLLM failed and vllm-fit said the launch does not fit" in out
+    assert "not judged: vLLM did not start" in out and "OUTSIDE" not in out
     assert code == 0
 
 
@@ -228,6 +229,8 @@ def test_unknown_version_is_said():
     text = SEED_STYLE.replace("(APIServer pid=1) INFO 11-27 10:00:00 [api_server.py:1839] vLLM API server version 0.11.0\n", "")
     code, out, _ = run(["-", "--max-error", "1000"], text)
     assert "the log does not say the vLLM version" in out
+    code, out, _ = run(["-", "--max-error", "1000", "--vllm-version", "0.11.0"], text)
+    assert "the log does not say the vLLM version" not in out
 
 
 def test_started_where_vllm_fit_rejected_is_a_mismatch():

@@ -170,7 +170,7 @@ def _fmt(key: str, value: Optional[float]) -> str:
 
 
 def render(log: StartupLog, result: Optional[MemoryPlan], comparison: Optional[Comparison], source: str,
-           max_error: float, plans: Sequence[StartupPlan], problem: Optional[str]) -> str:
+           max_error: float, plans: Sequence[StartupPlan], problem: Optional[str], version_given: bool = False) -> str:
     m = log.measured
     head = f"{source}: vLLM {log.vllm_version or '?'} ({log.engine or 'engine ?'})"
     if log.gpu_name or m.total_gib:
@@ -208,10 +208,12 @@ def render(log: StartupLog, result: Optional[MemoryPlan], comparison: Optional[C
             lines.append("MISMATCH: vLLM started, but vllm-fit said the launch does not fit")
         if comparison.kv_error_pct is None:
             lines.append("KV cache: the log prints no KV figure to compare")
+        elif comparison.kv_within is None:
+            lines.append(f"KV cache error {comparison.kv_error_pct:+.1f}% (not judged: vLLM did not start)")
         else:
             word = "within" if comparison.kv_within else "OUTSIDE"
             lines.append(f"KV cache error {comparison.kv_error_pct:+.1f}% ({word} {max_error:g}%)")
-    if result is not None and not log.vllm_version:
+    if result is not None and not log.vllm_version and not version_given:
         lines.append(f"note: the log does not say the vLLM version: modelled as {result.vllm_version} "
                      "(pass --vllm-version)")
     if problem:
@@ -294,7 +296,8 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
     if output == "json":
         out.write(json.dumps(json_payload(log, result, comparison, plans, problem, max_error), indent=2) + "\n")
     else:
-        out.write(render(log, result, comparison, source, max_error, plans, problem) + "\n")
+        out.write(render(log, result, comparison, source, max_error, plans, problem,
+                         version_given="--vllm-version" in ours) + "\n")
     if problem is not None:
         err.write(f"vllm-fit logs: no prediction: {problem}\n")
         return EXIT_BAD_INPUT
