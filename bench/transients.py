@@ -63,6 +63,15 @@ FUSED_MOE_CHUNK_SIZE = 32768  # vLLM 0.11 envs.VLLM_FUSED_MOE_CHUNK_SIZE default
 SAMPLER_HIDDEN = 4096  # the hidden size only sizes the [R, H] input, which is resident before the sampler runs
 
 
+DRY_RUN_NOTE = [
+    "**A dry run, not a GPU measurement**: on PyTorch's `meta` device every tensor of the replayed op sequences",
+    "is created with its exact shape and dtype and the peak of live storage is tracked op by op. It is a lower",
+    "bound of `torch.cuda.max_memory_allocated`: kernel-internal workspaces (the radix sort's temporary keys and",
+    "values, cuBLAS) and the caching allocator's rounding are not seen. What the numbers say: `transients.md`.",
+    "",
+]
+
+
 class LiveStorageTracker(TorchDispatchMode):
     """Peak bytes of tensor storage alive at once, op by op (storages that existed before entry are not counted)."""
 
@@ -243,13 +252,33 @@ def layer_run(shape: LayerShape, tokens: int, device: str, dtype: torch.dtype = 
         else:
             gate_up = F.linear(h, gate_up_w)
             d = gate_up.shape[-1] // 2
-            act = F.silu(gate_up[..., :d]) * gate_up[..., d:]
+            # vLLM's silu_and_mul (a custom op, fused by torch.compile in V1) writes only its
+            # [T, I] output; chunks keep plain torch's temporaries small in the same way.
+            act = torch.empty(tokens, d, device=device, dtype=dtype)
+            for start in range(0, tokens, 256):
+                rows = slice(start, start + 256)
+                torch.mul(F.silu(gate_up[rows, :d]), gate_up[rows, d:], out=act[rows])
             del gate_up
             h = F.linear(act, down_w)
         _ = h + residual
 
     replay.resident = resident  # type: ignore[attr-defined]
     return replay
+
+
+def model_prediction(case: dict) -> Optional[int]:
+    """What vllm-fit's formulas (memory/overheads.py) say for the same shapes, in bytes."""
+    sys.path.insert(0, str(REPO / "operator"))
+    from vllm_fit.memory.geometry import geometry_from_config
+    from vllm_fit.memory.overheads import forward_layer_peak_bytes
+    from vllm_fit.profiles import runtime_profiles
+
+    if case["case"] == "sampler":
+        fitted = runtime_profiles().fitted
+        return round(case["rows"] * case["vocab"] * fitted.sampler_bytes_per_row_vocab["sort"].value) if fitted else None
+    config = json.loads((MODELS / case["model"].replace("/", "--") / "config.json").read_text())
+    forward, workspace = forward_layer_peak_bytes(geometry_from_config(config), case["tokens"], 1, 2)
+    return max(forward, workspace)
 
 
 def peak_bytes(make: Callable[[], Callable[[], None]], device: str) -> int:
@@ -318,15 +347,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         env = environment(device)
         lines = [f"# Profiling-run transients, vLLM 0.11.0 op sequences replayed in plain PyTorch ({device})", "",
                  f"Produced by `python bench/transients.py --device {device} --out {args.out}`.", "",
+                 *(DRY_RUN_NOTE if device == "meta" else []),
                  "```yaml", *(f"{k}: {v}" for k, v in env.items()), "```", "",
-                 "| case | rows / model | vocab / tokens | peak GiB | per element |", "|---|---|---|---|---|"]
+                 "Model = vllm-fit's formula for the same shapes (`memory/overheads.py`: the sampler's fitted "
+                 "bytes per row x vocab on the sort path; `forward_layer_peak_bytes` at TP=1, bf16).", "",
+                 "| case | rows / model | vocab / tokens | replay GiB | per element | model GiB | model vs replay |",
+                 "|---|---|---|---|---|---|---|"]
         for r in results:
+            predicted = model_prediction(r)
+            r["model_bytes"] = predicted
+            versus = f"{100 * (predicted - r['peak_bytes']) / r['peak_bytes']:+.1f} %" if predicted else "-"
+            model_gib = f"{predicted / GIB:.4f}" if predicted else "-"
             if r["case"] == "sampler":
                 lines.append(f"| sampler | {r['rows']} | {r['vocab']} | {r['peak_bytes'] / GIB:.4f} | "
-                             f"{r['bytes_per_row_vocab']} B per row x vocab |")
+                             f"{r['bytes_per_row_vocab']} B per row x vocab | {model_gib} | {versus} |")
             else:
                 lines.append(f"| layer | {r['model']} | {r['tokens']} | {r['peak_bytes'] / GIB:.4f} | "
-                             f"{r['bytes_per_token']} B per token |")
+                             f"{r['bytes_per_token']} B per token | {model_gib} | {versus} |")
         lines += ["", "```json", json.dumps({"environment": env, "results": results}, indent=1), "```", ""]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines))
