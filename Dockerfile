@@ -1,20 +1,43 @@
 # syntax=docker/dockerfile:1
 # vllm-fit admission webhook image: `docker build -t vllm-fit:0.1.0 .`
+#
 # Stage 1 builds the wheel (with the bundled profiles inside) and installs it with its
-# dependencies (webhook and Hub client included) into /opt/venv; stage 2 is the slim runtime with that venv only.
+# dependencies into /opt/venv; stage 2 is the runtime with that venv only: no pip, no compiler,
+# non-root, nothing written outside the mounted cache and /tmp (runs with a read-only root).
+#
+# PYTHON_IMAGE is any Debian-family image whose `python3` has `venv` and `ensurepip`:
+#   - the official image (default), python:3.X-slim-*;
+#   - a Debian base with the packages python3, python3-venv and ca-certificates (the python3 of
+#     the release: bookworm 3.11, trixie 3.13), e.g. one made with mmdebstrap: e2e/image.sh.
+# Both stages use the same base, so /opt/venv's interpreter link resolves in the runtime.
+#
+# Behind a TLS-intercepting proxy or with a package mirror, pip's settings come in as build
+# arguments and the proxy's CA bundle as a build secret, so neither lands in the image:
+#   docker build --build-arg PIP_INDEX_URL=https://mirror/simple \
+#     --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt .
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY profiles ./profiles
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install --only-binary=:all: \
+# A throwaway venv provides pip (Debian's python3 has none of its own; the official image's is
+# older than we want); the runtime venv is made without pip and filled from outside.
+RUN --mount=type=secret,id=pip_cert,required=false \
+    set -eu; \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
+    python3 -m venv /opt/build \
+ && /opt/build/bin/python -m pip install -q --upgrade pip \
+ && /opt/build/bin/python -m pip wheel -q --no-deps --wheel-dir /wheels . \
+ && python3 -m venv --without-pip /opt/venv \
+ && /opt/build/bin/python -m pip --python /opt/venv/bin/python install -q --only-binary=:all: \
       "$(ls /wheels/vllm_fit-*.whl)" \
+ && /opt/venv/bin/python -c 'import kopf, aiohttp, prometheus_client, huggingface_hub, cryptography' \
  && /opt/venv/bin/vllm-fit plan Qwen/Qwen3-0.6B --gpu L4 >/dev/null \
  && /opt/venv/bin/vllm-fit serve --help >/dev/null
 
@@ -22,6 +45,8 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="vllm-fit" \
       org.opencontainers.image.description="Admission webhook: will this vllm serve launch fit its GPUs?" \
       org.opencontainers.image.licenses="Apache-2.0"
+# PYTHONDONTWRITEBYTECODE: the root filesystem is read-only in the pod (pip compiled the venv's
+# bytecode at install time).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
