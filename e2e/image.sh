@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Build the webhook image without a Docker daemon, then run it the way the chart's pod runs it.
 #
-#   e2e/image.sh [--install-tools] [--keep]
+#   e2e/image.sh [--install-tools] [--keep [--reuse]]
 #
 # 1. base   mmdebstrap a minimal Debian $IMAGE_SUITE (default bookworm, whose python3 is 3.11)
 #           with python3, python3-venv and ca-certificates, and import the tarball as
 #           localhost/vllm-fit-base:$IMAGE_SUITE (no registry needed).
-# 2. build  buildah (vfs storage, chroot isolation) builds the repository's Dockerfile with
+# 2. build  buildah (chroot isolation; overlay storage, or vfs where overlay cannot be mounted)
+#           builds the repository's Dockerfile with
 #           --build-arg PYTHON_IMAGE=localhost/vllm-fit-base:$IMAGE_SUITE; the host's CA bundle
 #           goes in as the pip_cert build secret (for TLS-intercepting proxies; never in a layer).
 # 3. run    needs a cluster whose API server and this host share a network (KUBECONFIG, or the
 #           control-plane script named by VLLM_FIT_E2E_CLUSTER, started and stopped here).
 #           `helm template` the chart with webhook.url=https://127.0.0.1:PORT; apply its
 #           ServiceAccount (and RBAC, if any); run the image with podman under the chart's own
-#           container arguments and security settings: image's USER, read-only root, tmpfs for
-#           /tmp and the cache, all capabilities dropped, the ServiceAccount's token mounted where
-#           a pod has it. Then check: the process is uid 65532 and cannot write to /; it serves
+#           container arguments, config and security settings: the image's USER, read-only root,
+#           /tmp in memory and a cache directory as the emptyDirs, all capabilities dropped, no
+#           privilege escalation, the ServiceAccount's token (in a kubeconfig). Then check: the process is uid 65532 and cannot write to /; it serves
 #           TLS with our CA; recorded AdmissionReviews get the expected verdicts; through the chart's
 #           webhook configurations `kubectl apply --dry-run=server` of the seed's TP=1 Deployment is
 #           denied by the container; SIGTERM stops it cleanly.
@@ -33,6 +34,7 @@
 #   IMAGE_APT_MIRROR     mirror(s) for mmdebstrap, space separated (default: mmdebstrap's own,
 #                        which adds the updates and security suites of a stable release)
 #   IMAGE_WORKDIR        work directory and image store (default ${TMPDIR:-/tmp}/vllm-fit-image-$UID)
+#   IMAGE_STORAGE_DRIVER overlay or vfs (default: overlay if this user can mount it, else vfs)
 #   IMAGE_TAG            tag of the built image (default localhost/vllm-fit:e2e)
 #   IMAGE_PORT, IMAGE_HEALTH_PORT  host ports for the container (default: free ones)
 #   IMAGE_NAMESPACE      namespace of the chart's objects (default vllm-fit-image-<unix time>)
@@ -107,7 +109,19 @@ WORK=$(cd "$WORK" && pwd)
 # One run per work directory: a second would delete the first one's store under it.
 exec 9>"$WORK.lock"
 flock -n 9 || die "another e2e/image.sh is using $WORK (set IMAGE_WORKDIR)"
-STORE=(--root "$WORK/store" --runroot "$WORK/run" --storage-driver vfs)
+# overlay where the kernel lets us mount it (several times faster: vfs copies the whole root
+# filesystem for every layer), else vfs, which works anywhere.
+overlay_works() {
+  local d="$WORK/overlay-probe"
+  mkdir -p "$d/lower" "$d/upper" "$d/work" "$d/merged"
+  if mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/merged" 2>/dev/null; then
+    umount "$d/merged"; rm -rf "$d"; return 0
+  fi
+  rm -rf "$d"; return 1
+}
+DRIVER=${IMAGE_STORAGE_DRIVER:-}
+if [ -z "$DRIVER" ]; then if overlay_works; then DRIVER=overlay; else DRIVER=vfs; fi; fi
+STORE=(--root "$WORK/store" --runroot "$WORK/run" --storage-driver "$DRIVER")
 podman() { command podman "${STORE[@]}" "$@"; }
 buildah() { command buildah "${STORE[@]}" "$@"; }
 
@@ -155,7 +169,7 @@ build_base() {
 
 # --- 2. build -------------------------------------------------------------------------------
 build_image() {
-  say "build: buildah bud --isolation chroot -t $TAG --build-arg PYTHON_IMAGE=$BASE [$(stamp)]"
+  say "build: buildah bud --isolation chroot --storage-driver $DRIVER -t $TAG --build-arg PYTHON_IMAGE=$BASE [$(stamp)]"
   secret=()
   CERT=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
   if [ -s "$CERT" ]; then secret=(--secret "id=pip_cert,src=$CERT"); fi
