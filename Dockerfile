@@ -26,8 +26,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY profiles ./profiles
-# A throwaway venv provides pip (Debian's python3 has none of its own; the official image's is
-# older than we want); the runtime venv is made without pip and filled from outside.
+# A throwaway venv gives both kinds of base the same, current pip (Debian's python3 has none);
+# the runtime venv is made without pip and filled from outside, so none ships in the image.
 RUN --mount=type=secret,id=pip_cert,required=false \
     set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
