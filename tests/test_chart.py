@@ -670,6 +670,9 @@ def test_wheel_contains_the_bundled_profiles_and_the_cli(tmp_path: Path) -> None
     for model in (ROOT / "profiles" / "models").iterdir():
         assert f"vllm_fit/profiles_data/models/{model.name}/config.json" in names
     assert "vllm_fit/admission/server.py" in names
+    # Every package of the source tree ships (vllm_fit.logs once did not: `serve` died on import).
+    for init in (ROOT / "operator" / "vllm_fit").rglob("__init__.py"):
+        assert init.relative_to(ROOT / "operator").as_posix() in names, f"{init} is not in the wheel"
     assert re.search(r"^vllm-fit = vllm_fit\.cli:main$", entry_points, re.M)
     # A plain `pip install vllm-fit` brings the Hub client and the webhook server: their
     # requirements carry no `extra == ...` marker.
