@@ -38,6 +38,9 @@ RUN --mount=type=secret,id=pip_cert,required=false \
  && /opt/build/bin/python -m pip --python /opt/venv/bin/python install -q --only-binary=:all: \
       "$(ls /wheels/vllm_fit-*.whl)" \
  && /opt/venv/bin/python -c 'import kopf, aiohttp, prometheus_client, huggingface_hub, cryptography' \
+ && /opt/venv/bin/python -c 'import importlib, pkgutil, vllm_fit; \
+      [importlib.import_module(m.name) for m in pkgutil.walk_packages(vllm_fit.__path__, "vllm_fit.") \
+       if not m.name.endswith("__main__")]' \
  && /opt/venv/bin/vllm-fit plan Qwen/Qwen3-0.6B --gpu L4 >/dev/null \
  && /opt/venv/bin/vllm-fit serve --help >/dev/null
 
