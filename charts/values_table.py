@@ -31,6 +31,7 @@ START = "<!-- values-table:start -->"
 END = "<!-- values-table:end -->"
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.\-]+|\"[^\"]+\"|'[^']+')\s*:(?:\s|$)")
 _COMMENT = re.compile(r"^(?P<indent> *)#(?P<text>.*)$")
+MAX_ENUM_LISTED = 8
 
 
 class ValuesDocError(ValueError):
@@ -117,16 +118,25 @@ def _schema_type(schema: dict[str, Any], path: tuple[str, ...]) -> Optional[str]
         node = props[key]
     if not isinstance(node, dict):
         return None
+    kinds = _types(node)
+    for branch in node.get("anyOf", []) + node.get("oneOf", []):
+        if isinstance(branch, dict):
+            kinds += [k for k in _types(branch) if k not in kinds]
+    if not kinds:
+        return None
+    kind = " or ".join(kinds)
+    # A short enum is worth listing; a long one (the GPU catalog) is the schema's business.
+    enum = node.get("enum")
+    if isinstance(enum, list) and len(enum) <= MAX_ENUM_LISTED:
+        kind += " (" + ", ".join(v if isinstance(v, str) else json.dumps(v) for v in enum) + ")"
+    return kind
+
+
+def _types(node: dict[str, Any]) -> list[str]:
     kind = node.get("type")
     if isinstance(kind, list):
-        kind = " or ".join(str(k) for k in kind)
-    if not kind and "oneOf" in node:
-        kinds = [str(o.get("type")) for o in node["oneOf"] if isinstance(o, dict) and o.get("type")]
-        kind = " or ".join(dict.fromkeys(kinds)) or None
-    if kind and "enum" in node:
-        choices = [json.dumps(v) if not isinstance(v, str) else v for v in node["enum"]]
-        kind = f"{kind} ({', '.join(choices)})"
-    return kind
+        return [str(k) for k in kind]
+    return [str(kind)] if kind else []
 
 
 def _value_type(value: Any) -> str:

@@ -143,3 +143,14 @@ def test_check_mode_reports_a_stale_table(tmp_path):
     assert "| `replicas` | integer | `2` | Replicas. |" in (chart / "README.md").read_text()
     (chart / "values.yaml").write_text("# -- Replicas.\nreplicas: 2\nundocumented: 1\n")
     assert vt.main([str(chart), "--check"]) == 2
+
+
+def test_schema_types_from_any_of_and_long_enums_left_out():
+    text = "# -- GPU.\ngpu: null\n# -- Mode.\nmode: a\n"
+    schema = {"properties": {
+        "gpu": {"anyOf": [{"type": "null"}, {"type": "string", "enum": [f"g{i}" for i in range(40)]}]},
+        "mode": {"type": "string", "enum": [f"m{i}" for i in range(vt.MAX_ENUM_LISTED + 1)]},
+    }}
+    by_path = {row.path: row for row in vt.rows(text, schema)}
+    assert by_path["gpu"].type_name == "null or string"
+    assert by_path["mode"].type_name == "string"
