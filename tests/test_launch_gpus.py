@@ -45,8 +45,10 @@ ONE = {"limits": {"nvidia.com/gpu": 1}}
 
 
 @pytest.mark.parametrize("kw, expected", [
+    # The annotation fills in an unknown GPU; it never overrides what the pod is pinned to.
     ({"annotations": {"vllm-fit.io/gpu": "H200"}, "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-L4"}},
-     ("H200", "annotation")),
+     ("NVIDIA-L4", "node-selector")),
+    ({"annotations": {"vllm-fit.io/gpu": "H200"}}, ("H200", "annotation")),
     ({"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}}, ("NVIDIA-H100-80GB-HBM3", "node-selector")),
     ({"nodeSelector": {"nvidia.com/gpu.memory": "81559"}}, ("81559MiB", "node-selector")),
     ({"nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"}}, ("nvidia-l4", "gke-accelerator")),
@@ -128,8 +130,27 @@ SELECTOR_L4 = {"nvidia.com/gpu.product": "NVIDIA-L4"}
 @pytest.mark.parametrize("source", [None, "annotation"])
 def test_gpu_annotation_is_an_input_without_or_with_annotation_source(source):
     annotations = {"vllm-fit.io/gpu": "H200", **({"vllm-fit.io/gpu-source": source} if source else {})}
-    g = gpus(deployment(ONE, annotations, nodeSelector=SELECTOR_L4))
+    g = gpus(deployment(ONE, annotations))
     assert (g.type, g.type_source) == ("H200", "annotation")
+    g = gpus(deployment(ONE, annotations), default_gpu="A100-80GB")
+    assert (g.type, g.type_source) == ("H200", "annotation")  # the workload's own fact beats the fallback
+
+
+@pytest.mark.parametrize("pinned", [
+    {"nodeSelector": SELECTOR_L4},
+    {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-L4"]}]}]}}}},
+])
+@pytest.mark.parametrize("claimed", ["B200", "1000GiB"])
+def test_gpu_annotation_never_overrides_the_node_the_pod_is_pinned_to(pinned, claimed):
+    g = gpus(deployment(ONE, {"vllm-fit.io/gpu": claimed}, **pinned))
+    assert g.type == "NVIDIA-L4" and g.type_source in ("node-selector", "node-affinity")
+
+
+@pytest.mark.parametrize("bad", ["x" * 65, "H100\x00", "H100\ud800", "../../etc", "H100;rm", "\uff28100"])
+def test_malformed_gpu_annotation_is_ignored(bad):
+    g = gpus(deployment(ONE, {"vllm-fit.io/gpu": bad}))
+    assert (g.type, g.type_source) == (None, "unknown")
 
 
 @pytest.mark.parametrize("source", ["node-selector", "default", "gke-accelerator"])

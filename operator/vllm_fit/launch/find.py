@@ -139,6 +139,11 @@ def _matcher(patterns: Sequence[str]) -> _ImageMatcher:
     return found
 
 
+def image_matcher(patterns: Sequence[str]) -> Callable[[Optional[str]], bool]:
+    """Whether an image (with tag or digest) is one of `patterns` (shell-style, on the name)."""
+    return _matcher(tuple(patterns))
+
+
 # ---------------------------------------------------------------- cheap pre-check
 
 def _literal_fragments(pattern: str) -> tuple[str, ...]:
@@ -510,6 +515,76 @@ def _member(found: FoundLaunch, role: str, pods: int, first_pod: int = 0) -> Rep
     return ReplicaMember(container=found.container, role=role, pods=pods,  # type: ignore[arg-type]
                          gpus_per_pod=found.gpus.per_pod or 0, headless=found.headless,
                          data_parallel_ranks_per_pod=local, data_parallel_start_rank=start)
+
+
+# ---------------------------------------------------------------- launches the reader cannot see
+
+def _unreadable_reason(container: dict, where: str, injected: Optional[dict[str, Optional[str]]]) -> Optional[str]:
+    """Why a container of a vLLM image starts no launch the reader can read; None when it is read,
+    or when it plainly runs something other than the server (`vllm bench`, `vllm chat`)."""
+    if container_launch(container, where, injected=injected, is_vllm_image=True) is not None:
+        return None
+    words = _strings(container.get("command"), f"{where}.command") + _strings(container.get("args"), f"{where}.args")
+    i = 0
+    while i < len(words) and (_basename(words[i]) in _WRAPPER_OPTIONS or _ASSIGNMENT.match(words[i])):
+        i += 1
+    words = words[i:]
+    if not words:
+        return None
+    head = _basename(words[0])
+    if head == "vllm":
+        return None  # another vllm subcommand: not a server
+    if _PYTHON.match(head):
+        if "-c" in words[1:3]:
+            return "runs `python -c` code"
+        if "-m" in words[1:3]:
+            module = words[words.index("-m") + 1] if words.index("-m") + 1 < len(words) else ""
+            if module.split(".")[0] == "vllm" and module != _API_SERVER:
+                return None  # python -m vllm... <not serve>: a vLLM tool, not the server
+            return f"runs the module {_trim_word(module)}"
+        script = next((w for w in words[1:] if not w.startswith("-")), "")
+        return f"runs the Python script {_trim_word(script)}"
+    if head in _SHELLS:
+        if _shell_script_index(words) is not None:
+            return f"runs a `{head} -c` script that does not plainly start vLLM"
+        script = next((w for w in words[1:] if not w.startswith("-")), "")
+        return f"runs the shell script {_trim_word(script)}"
+    return f"runs {_trim_word(words[0])}"
+
+
+def _trim_word(word: str, limit: int = 60) -> str:
+    word = "".join(ch if ch.isprintable() else "?" for ch in str(word))
+    return repr(word if len(word) <= limit else word[: limit - 1] + "…")
+
+
+def unreadable_vllm_containers(obj: Any, *, vllm_images: Sequence[str] = DEFAULT_VLLM_IMAGES
+                               ) -> list[tuple[str, str]]:
+    """(container, why) for each long-running container of a vLLM image whose launch cannot be read:
+    a mounted script, `python -c`, an opaque `bash -c`. Init containers that run to completion are
+    left out (they download weights, they do not serve)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
+        return []
+    is_vllm_image = _matcher(tuple(vllm_images))
+    out: list[tuple[str, str]] = []
+    try:
+        for template in pod_templates(obj):
+            for container, is_init in _containers(template.spec):
+                if is_init and container.get("restartPolicy") != "Always":
+                    continue
+                image = container.get("image") if isinstance(container.get("image"), str) else None
+                if not is_vllm_image(image):
+                    continue
+                cname = container.get("name") if isinstance(container.get("name"), str) else "?"
+                label = f"{template.path}/{cname}" if template.path else cname
+                try:
+                    why = _unreadable_reason(container, label, template.extra_env)
+                except VllmFitError as exc:
+                    why = str(exc)
+                if why:
+                    out.append((label, why))
+    except RecursionError:
+        raise VllmFitError("the object is nested too deeply to be a Kubernetes manifest") from None
+    return out
 
 
 # ---------------------------------------------------------------- entry point

@@ -1,12 +1,16 @@
 """The GPUs a container gets, and what decides their type.
 
 Count: `limits` (else `requests`) of `nvidia.com/gpu`, `amd.com/gpu` or a MIG resource
-(`nvidia.com/mig-3g.40gb`). Type, first that applies: the `vllm-fit.io/gpu` annotation
-(unless `vllm-fit.io/gpu-source` says vllm-fit wrote it from another source),
-a nodeSelector on a GPU label (GPU Feature Discovery `nvidia.com/gpu.product` /
-`nvidia.com/gpu.memory`, GKE `cloud.google.com/gke-accelerator`, AMD labels), the same
-labels in required node affinity (a single `In` value), a well-known instance type, the MIG
-resource name, the configured default; else unknown.
+(`nvidia.com/mig-3g.40gb`). Type, first that applies: a nodeSelector on a GPU label (GPU
+Feature Discovery `nvidia.com/gpu.product` / `nvidia.com/gpu.memory`, GKE
+`cloud.google.com/gke-accelerator`, AMD labels), the same labels in required node affinity
+(a single `In` value), a well-known instance type, the MIG resource name, the
+`vllm-fit.io/gpu` annotation (unless `vllm-fit.io/gpu-source` says vllm-fit wrote it from
+another source), the configured default; else unknown.
+
+The annotation comes after everything the scheduler acts on: it may fill in a GPU the spec
+leaves unknown, never contradict the node the pod is pinned to (a workload's author must not
+be able to have an H100 launch judged as a B200 one).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ GPU_LABELS: tuple[tuple[str, str], ...] = (
     ("nvidia.com/gpu.memory", "node-selector"),
 )
 INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+
+# A GPU name or size as the catalog spells them ("H100-80GB", "NVIDIA-H100-80GB-HBM3", "79.18GiB").
+_ANNOTATION_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}$")
 
 _MIG = re.compile(r"^nvidia\.com/mig-\d+g\.\d+gb(?:\.[a-z0-9+]+)*$")
 _PLAIN = ("nvidia.com/gpu", "amd.com/gpu")
@@ -119,12 +126,21 @@ def _is_user_gpu(table: dict) -> bool:
     return source is None or str(source).strip() in ("", "annotation")
 
 
+def valid_gpu_annotation(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ANNOTATION_VALUE.match(value))
+
+
+def annotated_gpu(annotations: list[Optional[dict]]) -> Optional[str]:
+    """The user's own `vllm-fit.io/gpu` value (first table that has one), well-formed or not."""
+    for table in annotations:
+        if isinstance(table, dict) and table.get(ANNOTATION) and _is_user_gpu(table):
+            return str(table[ANNOTATION])
+    return None
+
+
 def gpu_type(annotations: list[Optional[dict]], pod_spec: dict, resource: Optional[str],
              default_gpu: Optional[str]) -> tuple[Optional[str], str]:
     """(type, type_source) for a pod template."""
-    for table in annotations:
-        if isinstance(table, dict) and table.get(ANNOTATION) and _is_user_gpu(table):
-            return str(table[ANNOTATION]), "annotation"
     selector = pod_spec.get("nodeSelector")
     selector = selector if isinstance(selector, dict) else {}
     for label, source in GPU_LABELS:
@@ -141,6 +157,9 @@ def gpu_type(annotations: list[Optional[dict]], pod_spec: dict, resource: Option
             return str(value), "instance-type"
     if resource and _MIG.match(resource):
         return resource, "mig-resource"
+    annotated = annotated_gpu(annotations)
+    if annotated is not None and valid_gpu_annotation(annotated):
+        return annotated, "annotation"
     if default_gpu:
         return default_gpu, "default"
     return None, "unknown"
