@@ -157,10 +157,12 @@ def test_schema_validation_is_strict_enough_to_catch_a_typo() -> None:
 
 @needs_helm
 @pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
-def test_webhook_configurations_equal_the_python_definition(values: Path | None) -> None:
+def test_webhook_configurations_equal_the_python_definition(values: Path | None, tmp_path: Path) -> None:
     docs = render(values)
     vals = values_of(values)
     fullname = f"{RELEASE}-vllm-fit"
+    # matchConditions come from the image list the server itself loads from the ConfigMap.
+    image_patterns = server_config(docs, tmp_path).image_patterns
 
     def service(path: str) -> dict[str, Any]:
         return {"service": {"name": fullname, "namespace": NAMESPACE, "path": path, "port": 443}}
@@ -169,13 +171,66 @@ def test_webhook_configurations_equal_the_python_definition(values: Path | None)
         name=fullname, client_config=service,
         exempt_namespaces=["kube-system", NAMESPACE, *vals["webhook"]["exemptNamespaces"]],
         opt_out_label=vals["webhook"]["optOutLabel"], failure_policy=vals["webhook"]["failurePolicy"],
-        timeout_seconds=vals["webhook"]["timeoutSeconds"], match_conditions=vals["webhook"]["matchConditions"])
+        timeout_seconds=vals["webhook"]["timeoutSeconds"], match_conditions=vals["webhook"]["matchConditions"],
+        image_patterns=image_patterns)
     for want in expected:
         got = only(docs, want["kind"])
         assert got["metadata"]["name"] == want["metadata"]["name"]
         for hook in got["webhooks"]:
             hook["clientConfig"].pop("caBundle", None)
         assert got["webhooks"] == want["webhooks"]
+
+
+@needs_helm
+def test_custom_vllm_image_reaches_the_match_conditions_and_extends_the_builtin_list(tmp_path: Path) -> None:
+    """Issue 11 item 4 / issue 13 item 3: an image in config.vllm_images is sent to the webhook."""
+    docs = render(sets=("config.vllm_images={registry.corp/ml/llm-server,registry.corp/*/serve-*}",))
+    config = server_config(docs, tmp_path)
+    assert "registry.corp/ml/llm-server" in config.image_patterns
+    assert "vllm/vllm-openai" in config.image_patterns  # extended, not replaced
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for hook in only(docs, kind)["webhooks"]:
+            (condition,) = [m["expression"] for m in hook["matchConditions"] if m["name"] == "looks-like-vllm"]
+            assert "c.image.contains('registry.corp/ml/llm-server')" in condition
+            assert "(c.image.contains('registry.corp/') && c.image.contains('/serve-'))" in condition
+            assert "c.image.contains('vllm')" in condition
+            assert "ephemeralContainers" in condition and "'ReplicationController'" in condition
+            assert not [m for m in hook["matchConditions"] if m["name"] == "not-controller-owned"]
+    replaced = render(sets=("config.builtin_vllm_images={corp/engine}",))
+    assert server_config(replaced, tmp_path).image_patterns == ("corp/engine",)
+
+
+@needs_helm
+def test_rbac_grants_lookups_and_audit_only_when_on() -> None:
+    def rules(docs: tuple[dict, ...]) -> dict[str, set[str]]:
+        roles = [d for d in docs if d["kind"] == "ClusterRole"]
+        return {f"{g}/{r}": set(rule["verbs"]) for role in roles for rule in role["rules"]
+                for g in rule["apiGroups"] for r in rule["resources"]}
+
+    default = rules(render())
+    assert default["/namespaces"] == {"get"} and default["apps/replicasets"] == {"get"}
+    assert default["/replicationcontrollers"] == {"get"} and "/events" not in default
+    audited = rules(render(sets=("audit.enabled=true",)))
+    assert audited["apps/deployments"] == {"get", "list", "watch", "patch"} and "create" in audited["/events"]
+    assert not [d for d in render(sets=("rbac.lookups=false",)) if d["kind"].startswith("ClusterRole")]
+
+
+@needs_helm
+def test_network_policy_admits_the_api_server_and_the_scraper_only() -> None:
+    assert not [d for d in render() if d["kind"] == "NetworkPolicy"]
+    docs = render(CHART / "ci" / "hardened-values.yaml")
+    policy = only(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= \
+        only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    webhook_rule, metrics_rule = policy["spec"]["ingress"]
+    assert webhook_rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    assert webhook_rule["ports"] == [{"port": "webhook", "protocol": "TCP"}]
+    assert metrics_rule["ports"] == [{"port": "health", "protocol": "TCP"}]
+    failed = _helm("template", RELEASE, str(CHART), "--set", "networkPolicy.enabled=true", check=False)
+    assert failed.returncode != 0 and "networkPolicy.apiServer" in failed.stderr
+    # /metrics over TLS: the probes follow.
+    probe = container(docs)["livenessProbe"]["httpGet"]
+    assert probe["scheme"] == "HTTPS"
 
 
 @needs_helm
@@ -382,33 +437,35 @@ def test_replicas_pdb_anti_affinity_and_priority() -> None:
 def test_rbac_is_get_on_configmaps_and_watch_on_nodes_by_default_and_discovery_when_asked() -> None:
     rbac = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
     docs = render(sets=("rbac.readNodes=false",))
-    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-read-configmaps")]
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
-    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"] == role["metadata"]["name"]]
+    # The lookups role (namespaces, controllers) is read-only too.
+    (lookups,) = [d for d in docs if d["kind"] == "ClusterRole" and d is not role]
+    assert {verb for rule in lookups["rules"] for verb in rule["verbs"]} == {"get"}
     sa = only(docs, "ServiceAccount")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
     assert "read_configmaps: true" in only(docs, "ConfigMap")["data"]["config.yaml"]
     assert "cluster_gpus: false" in only(docs, "ConfigMap")["data"]["config.yaml"]
     # the GPU inventory (default on): get/list/watch Nodes, nothing else, nothing written
-    nodes = render(sets=("rbac.readConfigMaps=false",))
+    nodes = render(sets=("rbac.readConfigMaps=false", "rbac.lookups=false"))
     (role,) = [d for d in nodes if d["kind"] == "ClusterRole"]
     assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
     (binding,) = [d for d in nodes if d["kind"] == "ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
     assert "cluster_gpus: true" in only(nodes, "ConfigMap")["data"]["config.yaml"]
-    off = render(sets=("rbac.readConfigMaps=false", "rbac.readNodes=false"))
+    off = render(sets=("rbac.readConfigMaps=false", "rbac.readNodes=false", "rbac.lookups=false"))
     assert not [d for d in off if d["kind"] in rbac]
     assert "read_configmaps: false" in only(off, "ConfigMap")["data"]["config.yaml"]
-    docs = render(CHART / "ci" / "hub-and-bundles-values.yaml", sets=("rbac.readConfigMaps=false", "rbac.readNodes=false"))
+    docs = render(CHART / "ci" / "hub-and-bundles-values.yaml",
+                  sets=("rbac.readConfigMaps=false", "rbac.readNodes=false", "rbac.lookups=false"))
     (binding,) = [d for d in docs if d["kind"] in rbac]
     assert binding["kind"] == "ClusterRoleBinding" and binding["roleRef"]["name"] == "system:discovery"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": only(docs, "ServiceAccount")["metadata"]["name"],
                                     "namespace": NAMESPACE}]
     both = render(CHART / "ci" / "hub-and-bundles-values.yaml")
-    assert sorted(d["kind"] for d in both if d["kind"] in rbac) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                                                                    "ClusterRoleBinding", "ClusterRoleBinding"]
+    assert sorted(d["kind"] for d in both if d["kind"] in rbac) == ["ClusterRole"] * 3 + ["ClusterRoleBinding"] * 4
 
 
 def test_default_gpu_schema_names_exactly_the_catalog() -> None:
@@ -485,7 +542,8 @@ def test_values_config_keys_are_the_server_config_keys() -> None:
                      # from observer.* (templates/configmap.yaml)
                      "observer_enabled", "observer_log_tail_lines", "observer_log_limit_bytes",
                      "observer_log_reads_per_minute", "observer_drift_threshold_pct", "calibration_enabled",
-                     "calibration_configmap", "calibration_max_entries", "calibration_refresh_seconds"}
+                     "calibration_configmap", "calibration_max_entries", "calibration_refresh_seconds",
+                     "audit_existing"}  # from audit.enabled
     assert set(schema["properties"]["config"]["properties"]) == set(WebhookConfig.model_fields) - chart_managed
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())["config"]) == set(WebhookConfig.model_fields) - chart_managed
 

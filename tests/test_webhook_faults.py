@@ -97,7 +97,11 @@ def test_large_and_deep_inputs(webhook):
     body["request"]["object"]["metadata"]["labels"]["deep"] = "DEEP"
     deep = "[" * 5_000 + '"x"' + "]" * 5_000  # deeper than Python's JSON decoder will recurse
     status, data = webhook.post("/validate", json.dumps(body).replace('"DEEP"', deep).encode())
-    assert status == 400 and "nested too deeply" in data["error"]
+    # A real AdmissionReview past the nesting budget: a denial (an HTTP error would be admitted
+    # by failurePolicy: Ignore), with kubectl's (Forbidden).
+    assert status == 200 and data["response"]["allowed"] is False
+    assert "nested more than 64 levels" in data["response"]["status"]["message"]
+    assert data["response"]["status"]["reason"] == "Forbidden"
     big = recorded("02")
     big["request"]["object"]["metadata"]["annotations"] = {"blob": "y" * (3 * 1024 * 1024)}
     status, data = webhook.post("/validate", big, timeout=30)

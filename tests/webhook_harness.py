@@ -28,7 +28,7 @@ from vllm_fit.admission.certs import write_tls
 from vllm_fit.admission.handlers import RESOURCES
 
 KINDS = {
-    "pods": "Pod", "deployments": "Deployment", "statefulsets": "StatefulSet", "replicasets": "ReplicaSet",
+    "pods": "Pod", "replicationcontrollers": "ReplicationController", "deployments": "Deployment", "statefulsets": "StatefulSet", "replicasets": "ReplicaSet",
     "daemonsets": "DaemonSet", "jobs": "Job", "cronjobs": "CronJob", "leaderworkersets": "LeaderWorkerSet",
     "inferenceservices": "InferenceService", "servingruntimes": "ServingRuntime",
     "clusterservingruntimes": "ClusterServingRuntime", "llminferenceservices": "LLMInferenceService",
@@ -49,10 +49,12 @@ class DiscoveryApi:
     --dev registration test needs.
     """
 
-    def __init__(self, stateful: bool = False, configmaps: tuple[dict, ...] = ()) -> None:
+    def __init__(self, stateful: bool = False, configmaps: tuple[dict, ...] = (),
+                 namespaces: Optional[dict[str, dict[str, str]]] = None) -> None:
         # ConfigMaps the API serves (GET by namespace and name), for the webhook's ConfigMap reads.
         self.configmaps = configmaps
         self.stateful = stateful or bool(configmaps)
+        self.namespaces = namespaces or {}  # name -> labels, served on GET /api/v1/namespaces/<name>
         self.url: Optional[str] = None
         self._loop = asyncio.new_event_loop()
         self._stop: Optional[asyncio.Event] = None
@@ -71,10 +73,13 @@ class DiscoveryApi:
                                  ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration")):
                 scaffold.resources[f"admissionregistration.k8s.io/v1/{plural}"] = {
                     "kind": kind, "namespaced": False, "verbs": ["get", "list", "create", "patch", "delete"]}
-            if self.configmaps:
-                scaffold.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True, "verbs": ["get"]}
-                for cm in self.configmaps:
-                    scaffold.objects["v1/configmaps", cm["metadata"]["namespace"], cm["metadata"]["name"]] = cm
+            scaffold.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True,
+                                                   "verbs": ["get", "list", "create"]}
+            for cm in self.configmaps:
+                scaffold.objects["v1/configmaps", cm["metadata"]["namespace"], cm["metadata"]["name"]] = cm
+            for name, labels in self.namespaces.items():
+                scaffold[f"get /api/v1/namespaces/{name}"] << {
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
             for group, version, plural in RESOURCES:
                 key = f"{group}/{version}/{plural}" if group else f"{version}/{plural}"
                 scaffold.resources[key] = {"kind": KINDS[plural], "namespaced": plural != "clusterservingruntimes",
@@ -94,6 +99,21 @@ class DiscoveryApi:
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+
+    def create(self, obj: dict[str, Any]) -> None:
+        """Store an object in the stateful API as given (its uid included)."""
+        import urllib.request
+
+        group_version = obj["apiVersion"]
+        plural = next(p for p, k in {**KINDS, "configmaps": "ConfigMap"}.items()
+                      if k == obj["kind"])
+        base = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+        namespace = obj["metadata"].get("namespace")
+        url = f"{self.url.rstrip('/')}{base}{f'/namespaces/{namespace}' if namespace else ''}/{plural}"
+        request = urllib.request.Request(url, data=json.dumps(obj).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status in (200, 201), response.status
 
     def kubeconfig(self, path: Path) -> Path:
         path.write_text(yaml.safe_dump({

@@ -155,33 +155,54 @@ clientConfig:
   operator: DoesNotExist
 {{- end -}}
 
-{{/* A container "looks like vLLM": image, name, command or args mention vllm, or args name a
-vLLM engine flag (CEL; the same as vllm_fit/admission/webhooks.py). */}}
-{{- define "vllm-fit.celContainer" -}}
-c.image.contains('vllm') || c.name.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('vllm'))) || (has(c.args) && c.args.exists(x, x.contains('vllm') || x.contains('tensor-parallel-size') || x.contains('tensor_parallel_size') || x.contains('gpu-memory-utilization') || x.contains('gpu_memory_utilization') || x.contains('max-model-len') || x.contains('max_model_len')))
-{{- end -}}
-
 {{/* Labels app / app.kubernetes.io/name = vllm on the metadata at the given path (CEL). */}}
 {{- define "vllm-fit.celLabels" -}}
 {{- printf "(has(%s.labels) && (('app' in %s.labels && %s.labels['app'] == 'vllm') || ('app.kubernetes.io/name' in %s.labels && %s.labels['app.kubernetes.io/name'] == 'vllm')))" . . . . . -}}
 {{- end -}}
 
+{{/*
+A container "looks like vLLM" (CEL): its image may be a vLLM image, or its command or args
+mention vllm (or args name a vLLM engine flag). Mirrors vllm_fit.admission.webhooks.image_condition(): every configured image
+pattern that does not mention vllm adds "all its literal parts are in the image", so custom
+images (config.vllm_images) reach the server. Controller-owned objects are sent too: only the
+server can check that their controller exists.
+*/}}
+{{- define "vllm-fit.celImage" -}}
+{{- $parts := list "c.image.contains('vllm')" -}}
+{{- $builtin := .Values.config.builtin_vllm_images | default (list) -}}
+{{- $extra := .Values.config.vllm_images | default (list) -}}
+{{- range (concat $builtin $extra) -}}
+{{- $pattern := lower . -}}
+{{- if not (contains "vllm" $pattern) -}}
+{{- $fragments := list -}}
+{{- range (regexSplit "[*?]|\\[[^\\]]*\\]" $pattern -1) -}}
+{{- if . -}}{{- $fragments = append $fragments (printf "c.image.contains('%s')" .) -}}{{- end -}}
+{{- end -}}
+{{- $part := "true" -}}
+{{- if $fragments -}}{{- $part = printf "(%s)" (join " && " $fragments) -}}{{- end -}}
+{{- if not (has $part $parts) -}}{{- $parts = append $parts $part -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- join " || " $parts -}}
+{{- end -}}
+
 {{- define "vllm-fit.celPodSpec" -}}
-{{- $c := include "vllm-fit.celContainer" nil -}}
-{{- printf "(%s.containers.exists(c, %s) || (has(%s.initContainers) && %s.initContainers.exists(c, %s)))" . $c . . $c -}}
+{{- $spec := index . 0 -}}
+{{- $c := index . 1 -}}
+{{- printf "(%s.containers.exists(c, %s) || (has(%s.initContainers) && %s.initContainers.exists(c, %s)))" $spec $c $spec $spec $c -}}
 {{- end -}}
 
 {{- define "vllm-fit.matchConditions" -}}
+{{- $c := printf "%s || c.name.contains('vllm') || (has(c.command) && c.command.exists(x, x.contains('vllm'))) || (has(c.args) && c.args.exists(x, x.contains('vllm') || x.contains('tensor-parallel-size') || x.contains('tensor_parallel_size') || x.contains('gpu-memory-utilization') || x.contains('gpu_memory_utilization') || x.contains('max-model-len') || x.contains('max_model_len')))" (include "vllm-fit.celImage" .) -}}
 {{- $kinds := "object.kind in ['LeaderWorkerSet', 'InferenceService', 'ServingRuntime', 'ClusterServingRuntime', 'LLMInferenceService', 'Workspace']" -}}
 {{- $labels := include "vllm-fit.celLabels" "object.metadata" -}}
-{{- $pod := printf "(object.kind == 'Pod' && %s)" (include "vllm-fit.celPodSpec" "object.spec") -}}
-{{- $workload := printf "(object.kind in ['Deployment', 'StatefulSet', 'ReplicaSet', 'DaemonSet', 'Job'] && ((has(object.spec.template.metadata) && %s) || %s))" (include "vllm-fit.celLabels" "object.spec.template.metadata") (include "vllm-fit.celPodSpec" "object.spec.template.spec") -}}
-{{- $cron := printf "(object.kind == 'CronJob' && %s)" (include "vllm-fit.celPodSpec" "object.spec.jobTemplate.spec.template.spec") -}}
+{{- $ephemeral := printf "(has(object.spec.ephemeralContainers) && object.spec.ephemeralContainers.exists(c, %s))" $c -}}
+{{- $pod := printf "(object.kind == 'Pod' && (%s || %s))" (include "vllm-fit.celPodSpec" (list "object.spec" $c)) $ephemeral -}}
+{{- $workload := printf "(object.kind in ['Deployment', 'StatefulSet', 'ReplicaSet', 'DaemonSet', 'Job', 'ReplicationController'] && ((has(object.spec.template.metadata) && %s) || %s))" (include "vllm-fit.celLabels" "object.spec.template.metadata") (include "vllm-fit.celPodSpec" (list "object.spec.template.spec" $c)) -}}
+{{- $cron := printf "(object.kind == 'CronJob' && %s)" (include "vllm-fit.celPodSpec" (list "object.spec.jobTemplate.spec.template.spec" $c)) -}}
 matchConditions:
   - name: looks-like-vllm
     expression: {{ list $kinds $labels $pod $workload $cron | join " || " | quote }}
-  - name: not-controller-owned
-    expression: {{ "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller)" | quote }}
 {{- end -}}
 
 {{/* Everything a webhook entry shares: the resources the server has handlers for. */}}
@@ -194,7 +215,8 @@ timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 rules:
   - apiGroups: [""]
     apiVersions: ["v1"]
-    resources: ["pods"]
+    # pods/ephemeralcontainers: `kubectl debug` adds containers to a running Pod.
+    resources: ["pods", "pods/ephemeralcontainers", "replicationcontrollers"]
     operations: ["CREATE", "UPDATE"]
     scope: "*"
   - apiGroups: ["apps"]

@@ -16,8 +16,8 @@ from ..memory.versions import DEFAULT_VLLM_VERSION, parse_version
 
 Mode = Literal["enforce", "warn", "audit"]
 Policy = Literal["allow", "warn", "deny"]
+StrictPolicy = Literal["warn", "deny"]
 MODES: tuple[str, ...] = ("enforce", "warn", "audit")
-
 
 
 class WebhookConfig(BaseModel):
@@ -26,7 +26,10 @@ class WebhookConfig(BaseModel):
     mode: Mode = "enforce"
     default_gpu: Optional[str] = None
     default_vllm_version: str = DEFAULT_VLLM_VERSION
-    vllm_images: tuple[str, ...] = DEFAULT_VLLM_IMAGES
+    # Image patterns (shell-style, on the image name without tag) whose entrypoint runs vLLM's
+    # server. `vllm_images` adds to the built-in list; `builtin_vllm_images` replaces that list.
+    vllm_images: tuple[str, ...] = ()
+    builtin_vllm_images: tuple[str, ...] = DEFAULT_VLLM_IMAGES
     # Also recognise vendor images that run vLLM without the word in the command: by vLLM engine
     # flags in args, a vllm label, container or image name (launch.model.LOOSE_RULES). False keeps
     # only vLLM commands, vllm_images and the KServe/KAITO resources.
@@ -64,6 +67,41 @@ class WebhookConfig(BaseModel):
     calibration_refresh_seconds: float = Field(default=30.0, ge=1, le=3600)
     # The webhook's own namespace (the chart sets it from the pod's; calibration lives there).
     namespace: str = "vllm-fit"
+    # The `vllm-fit.io/skip` annotation is the workload author's own: in enforce mode it is
+    # honoured only where an admin allowed it, by this key (true) or by labelling the namespace
+    # `vllm-fit.io/allow-skip: "true"` (relabelling a namespace needs RBAC on namespaces).
+    # null: honoured in warn and audit modes only (there it only silences advice).
+    allow_skip_annotation: Optional[bool] = None
+    # A container in a vLLM image whose launch cannot be read (a mounted script, `python -c`,
+    # an opaque `bash -c`): deny (enforce mode only) or warn.
+    unreadable_launch_policy: StrictPolicy = "deny"
+    # A review that hits an internal error or cannot finish within the deadline: deny (enforce
+    # mode only) or warn. Never a silent admission.
+    internal_error_policy: StrictPolicy = "deny"
+    # An object past the size/complexity budget below (checked before it is read): deny
+    # (enforce mode only) or warn.
+    over_budget_policy: StrictPolicy = "deny"
+    max_review_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    max_containers: int = Field(default=256, ge=1, le=100_000)
+    max_nesting: int = Field(default=64, ge=16, le=400)
+    # Connections (the HTTPS listener): how long a client may take to send its headers and its
+    # body, how long an idle keep-alive connection stays open, and the caps on open connections
+    # and on request bytes held in memory at once.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    idle_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    max_inflight_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024 * 1024 * 1024)
+    # Serve /metrics on the health port over TLS too (the webhook's own certificate).
+    metrics_tls: bool = False
+    # Re-judge existing vLLM workloads (kopf watch): mark those enforce mode would deny with an
+    # annotation, an Event and a metric. Needs list/watch/patch RBAC (the chart's audit.enabled).
+    audit_existing: bool = False
+
+    @property
+    def image_patterns(self) -> tuple[str, ...]:
+        """Every image pattern that counts as a vLLM image: the built-in list plus vllm_images."""
+        return tuple(dict.fromkeys((*self.builtin_vllm_images, *self.vllm_images)))
 
     @field_validator("default_gpu")
     @classmethod
@@ -82,7 +120,7 @@ class WebhookConfig(BaseModel):
 
 
 _ENV_PREFIX = "VLLM_FIT_"
-_LIST_FIELDS = {"vllm_images", "exempt_namespaces", "model_bundle_dirs"}
+_LIST_FIELDS = {"vllm_images", "builtin_vllm_images", "exempt_namespaces", "model_bundle_dirs"}
 
 
 def load_config(path: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> WebhookConfig:

@@ -49,7 +49,7 @@ async def run_dev(config: WebhookConfig, *, addr: str, port: int, health_port: i
         ca_bundle = base64.b64encode(tls.ca_pem).decode()
         validating, mutating = webhook_configurations(
             name=DEV_NAME, client_config=lambda path: {"url": f"https://{host}:{port}{path}", "caBundle": ca_bundle},
-            exempt_namespaces=config.exempt_namespaces, failure_policy="Ignore",
+            exempt_namespaces=config.exempt_namespaces, failure_policy="Ignore", image_patterns=config.image_patterns,
             timeout_seconds=max(1, min(30, int(config.deadline_seconds) + 3)))
         stop = asyncio.Event()
         ready = asyncio.Event()

@@ -24,6 +24,7 @@ from .review import Judgement, Reviewer
 # the cluster does not serve (LeaderWorkerSet, KServe) are simply never called.
 RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("", "v1", "pods"),
+    ("", "v1", "replicationcontrollers"),
     ("apps", "v1", "deployments"),
     ("apps", "v1", "statefulsets"),
     ("apps", "v1", "replicasets"),
@@ -39,10 +40,15 @@ RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("kaito.sh", "v1alpha1", "workspaces"),
     ("kaito.sh", "v1beta1", "workspaces"),
 )
+EPHEMERAL = "ephemeralcontainers"
 VALIDATE_PATHS = {"validate": None, **{f"validate-{mode}": mode for mode in MODES}}
 MUTATE_PATH = "mutate"
 
 log = logging.getLogger("vllm_fit.admission")
+
+
+def internal_error_text(what: str) -> str:
+    return f"vllm-fit: could not judge this object (internal error: {what})"
 
 
 def _log_review(webhook: str, body: Any, operation: str, dryrun: bool, judgement: Judgement) -> None:
@@ -61,15 +67,20 @@ def register(registry: kopf.OperatorRegistry, reviewer: Reviewer, metrics: Webho
     """Attach the validating and mutating handlers for every resource to `registry`."""
 
     def validator(webhook: str, mode: str | None):
-        async def validate(body, old, operation, dryrun, warnings, **_):  # noqa: ANN001
+        async def validate(body, old, operation, dryrun, warnings, subresource=None, **_):  # noqa: ANN001
             started = time.perf_counter()
             try:
                 judgement = await reviewer.review(dict(body), old=dict(old) if old else None, operation=operation,
-                                                  mode=mode)
-            except Exception as exc:  # one bad object must not fail the API request
+                                                  mode=mode, subresource=subresource)
+            except Exception as exc:  # one bad object must not fail the API request, nor pass unjudged
                 metrics.errors.labels("review").inc()
                 log.exception("review failed")
-                warnings.append(f"vllm-fit: not judged ({type(exc).__name__}); admitted")
+                effective = mode or reviewer.config.mode
+                text = internal_error_text(type(exc).__name__)
+                if reviewer.config.internal_error_policy == "deny" and effective == "enforce":
+                    raise kopf.AdmissionError(text + "; denied (internal_error_policy: deny)", code=403)
+                if effective != "audit":
+                    warnings.append(text + "; admitted (internal_error_policy: warn)")
                 return
             warnings.extend(judgement.warnings)
             metrics.reviews.labels(webhook, body.get("kind", ""), judgement.verdict, judgement.mode,
@@ -107,5 +118,8 @@ def register(registry: kopf.OperatorRegistry, reviewer: Reviewer, metrics: Webho
         for webhook, mode in VALIDATE_PATHS.items():
             kopf.on.validate(group, version, plural, id=webhook, operations=["CREATE", "UPDATE"],
                              registry=registry)(validator(webhook, mode))
+            if plural == "pods":  # `kubectl debug` adds containers to a running Pod
+                kopf.on.validate(group, version, plural, id=webhook, operations=["UPDATE"],
+                                 subresource=EPHEMERAL, registry=registry)(validator(webhook, mode))
         kopf.on.mutate(group, version, plural, id=MUTATE_PATH, operations=["CREATE", "UPDATE"],
                        registry=registry)(mutate)

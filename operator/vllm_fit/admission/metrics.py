@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
@@ -27,3 +27,19 @@ class WebhookMetrics:
             registry=self.registry)
         self.errors = Counter(
             "vllm_fit_admission_errors_total", "Requests that could not be judged", ["stage"], registry=self.registry)
+        self.skips = Counter(
+            "vllm_fit_admission_skips_total", "Objects not judged because an opt-out was honoured or a verified "
+            "controller owns them", ["reason"], registry=self.registry)
+        self.connections_closed = Counter(
+            "vllm_fit_webhook_connections_closed_total", "Connections or requests cut off by a limit",
+            ["stage"], registry=self.registry)
+        self.open_connections = Gauge(
+            "vllm_fit_webhook_open_connections", "Open HTTPS connections", registry=self.registry)
+        self.inflight_body_bytes = Gauge(
+            "vllm_fit_webhook_inflight_body_bytes", "Request body bytes held in memory", registry=self.registry)
+        self.audit_flagged = Gauge(
+            "vllm_fit_audit_would_deny", "Existing workloads that enforce mode would deny now", ["kind"],
+            registry=self.registry)
+        self.audit_reviews = Counter(
+            "vllm_fit_audit_reviews_total", "Existing workloads re-judged by the audit", ["kind", "decision"],
+            registry=self.registry)

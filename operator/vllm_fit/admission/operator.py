@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,6 +16,8 @@ from ..profiles import gpu_catalog, runtime_profiles_with, vllm_flag_table
 from .config import WebhookConfig
 from .configmaps import ApiConfigMaps, ConfigMapReader
 from .handlers import register
+from .lookups import KubeLookup
+from .limits import tune_allocator
 from .metrics import WebhookMetrics
 from .nodes import NodeStore
 from .observer import Observer, ObserverApi, ObserverMetrics, register_observer
@@ -51,15 +54,25 @@ async def run_webhook(
     ready_flag: Optional[asyncio.Event] = None,
     insecure: bool = False,
 ) -> None:
+    tune_allocator()
     metrics = WebhookMetrics()
-    health = HealthServer(metrics, health_port, addr=addr)
+    health_context: Optional[ssl.SSLContext] = None
+    if config.metrics_tls and certfile is not None and keyfile is not None and not insecure:
+        health_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        health_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        health_context.load_cert_chain(str(certfile), str(keyfile))
+    health = HealthServer(metrics, health_port, addr=addr, ssl_context=lambda: health_context)
     login: dict[str, Optional[kopf.ConnectionInfo]] = {"info": None}
     api_configmaps = ApiConfigMaps(lambda: login["info"])
     catalog = gpu_catalog()
-    reviewer = Reviewer(config, resolver or default_resolver(Path(d) for d in config.model_bundle_dirs),
+    cluster = KubeLookup(lambda: login["info"])
+    # Model paths in a manifest are paths inside the vLLM pod: never read them on the webhook's disk.
+    reviewer = Reviewer(config, resolver or default_resolver((Path(d) for d in config.model_bundle_dirs),
+                                                             local_dirs=False),
                         catalog, runtime_profiles_with(config.profiles_dir), metrics=metrics,
                         configmaps=ConfigMapReader(api_configmaps, metrics=metrics) if config.read_configmaps else None,
-                        flag_table=vllm_flag_table(), nodes=NodeStore(catalog) if config.cluster_gpus else None)
+                        flag_table=vllm_flag_table(), nodes=NodeStore(catalog) if config.cluster_gpus else None,
+                        cluster=cluster)
     registry = kopf.OperatorRegistry()
     register(registry, reviewer, metrics)
     observer_api: Optional[ObserverApi] = None
@@ -74,14 +87,14 @@ async def run_webhook(
             ready_flag.set()
 
     server = AdmissionServer(addr=addr, port=port, certfile=certfile, pkeyfile=keyfile, insecure=insecure,
-                             deadline_seconds=config.deadline_seconds, metrics=metrics,
-                             reload_interval=cert_reload_seconds, on_ready=on_ready,
-                             needs_review=reviewer.needs_review)
+                             config=config, metrics=metrics, reload_interval=cert_reload_seconds, on_ready=on_ready,
+                             needs_review=reviewer.needs_review,
+                             extra_contexts=[health_context] if health_context is not None else [])
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: object) -> Optional[kopf.ConnectionInfo]:
         # In a pod the service account; elsewhere KUBECONFIG (kopf's own readers, no client library).
-        # The same credentials serve the ConfigMap reads of reviews (admission/configmaps.py).
+        # The same credentials serve the reads of reviews (admission/configmaps.py, admission/kube.py).
         login["info"] = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         return login["info"]
 
@@ -101,3 +114,4 @@ async def run_webhook(
         await api_configmaps.close()
         if observer_api is not None:
             await observer_api.close()
+        await cluster.close()

@@ -171,7 +171,7 @@ class ChainResolver:
 
 
 def default_resolver(extra_bundles: Iterable[Path] = (), *, hub: Union[bool, "HubResolver", None] = None,
-                     env: Optional[Mapping[str, str]] = None) -> ChainResolver:
+                     env: Optional[Mapping[str, str]] = None, local_dirs: bool = True) -> ChainResolver:
     """local directory -> bundled (+ extra_bundles + $VLLM_FIT_MODEL_BUNDLE_DIRS) -> cache -> Hub.
 
     `hub`: None/True builds a HubResolver from the environment (HF_ENDPOINT, HF_TOKEN,
@@ -187,7 +187,8 @@ def default_resolver(extra_bundles: Iterable[Path] = (), *, hub: Union[bool, "Hu
     for folder in [*map(Path, extra_bundles), *bundle_dirs_from_env(env)]:
         if folder not in bundles:
             bundles.append(folder)
-    resolvers: list[ModelResolver] = [LocalDirResolver(), BundledResolver(bundles)]
+    # local_dirs=False for the webhook: a path in a manifest names a folder inside the vLLM pod.
+    resolvers: list[ModelResolver] = [*([LocalDirResolver()] if local_dirs else []), BundledResolver(bundles)]
     if hub is not False:
         resolvers.append(hub if isinstance(hub, HubResolver) else HubResolver(HubSettings.from_env(env)))
     return ChainResolver(resolvers)
