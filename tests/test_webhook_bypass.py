@@ -25,7 +25,7 @@ def container(args=None, image="vllm/vllm-openai:v0.11.0", command=("vllm", "ser
     c = {"name": name, "image": image, "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
     if command is not None:
         c["command"] = list(command)
-    c["args"] = list(args if args is not None else [MODEL, "--tensor-parallel-size=1", "--max-model-len=8192"])
+    c["args"] = list(args if args is not None else [MODEL, "--tensor-parallel-size=1"])
     return c
 
 
