@@ -75,6 +75,10 @@ class DiscoveryApi:
                     "kind": kind, "namespaced": False, "verbs": ["get", "list", "create", "patch", "delete"]}
             scaffold.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True,
                                                    "verbs": ["get", "list", "create"]}
+            # kopf's namespace observer waits for this resource in discovery before any watch starts.
+            scaffold.resources["v1/namespaces"] = {"kind": "Namespace", "namespaced": False, "verbs": ["get", "list"]}
+            scaffold.resources["v1/events"] = {"kind": "Event", "namespaced": True,
+                                               "verbs": ["get", "list", "create", "patch"]}
             for cm in self.configmaps:
                 scaffold.objects["v1/configmaps", cm["metadata"]["namespace"], cm["metadata"]["name"]] = cm
             for name, labels in self.namespaces.items():
@@ -114,6 +118,13 @@ class DiscoveryApi:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status in (200, 201), response.status
+
+    def get(self, path: str) -> Any:
+        """GET a path of the API (e.g. /apis/apps/v1/namespaces/x/deployments/y) as JSON."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url.rstrip('/')}{path}", timeout=10) as response:
+            return json.loads(response.read())
 
     def kubeconfig(self, path: Path) -> Path:
         path.write_text(yaml.safe_dump({

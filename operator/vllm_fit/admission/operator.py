@@ -15,6 +15,7 @@ from ..hub.resolver import ModelResolver, default_resolver
 from ..profiles import gpu_catalog, runtime_profiles_with, vllm_flag_table
 from .config import WebhookConfig
 from .configmaps import ApiConfigMaps, ConfigMapReader
+from .audit import register_audit
 from .handlers import register
 from .lookups import KubeLookup
 from .limits import tune_allocator
@@ -80,6 +81,8 @@ async def run_webhook(
         observer_api = ObserverApi(lambda: login["info"])
         register_observer(registry, Observer(config, reviewer, observer_api, ObserverMetrics(metrics.registry),
                                              own_namespace=config.namespace))
+    if config.audit_existing:
+        register_audit(registry, reviewer, metrics)
 
     def on_ready() -> None:
         health.ready = True
@@ -103,7 +106,9 @@ async def run_webhook(
         settings.admission.server = server
         settings.admission.managed = None  # the Helm chart (or --dev) owns the webhook configurations
         settings.scanning.disabled = True  # no CRD watching: discovery once at start is enough
-        settings.posting.enabled = False  # no Events from an admission path
+        # No Events from an admission path; the audit (opt-in) posts its own Warning Events only.
+        settings.posting.enabled = config.audit_existing
+        settings.posting.level = logging.WARNING
 
     await health.start()
     try:
