@@ -20,6 +20,12 @@ SELF_REVIEWS = {"selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectrul
 NEEDED = {
     "configmaps": {"get"},  # launches that take their model or flags from a ConfigMap (readConfigMaps)
     "nodes": {"get", "list", "watch"},  # the cluster's GPU inventory (labels, allocatable GPUs)
+    # rbac.lookups (issue 13): a namespace's vllm-fit.io/allow-skip label, and the controller a
+    # controller-owned object names (does it exist with that uid and that template?).
+    **{resource: {"get"} for resource in (
+        "namespaces", "pods", "replicationcontrollers", "deployments.apps", "replicasets.apps", "statefulsets.apps",
+        "daemonsets.apps", "jobs.batch", "cronjobs.batch", "leaderworkersets.leaderworkerset.x-k8s.io",
+        "inferenceservices.serving.kserve.io", "llminferenceservices.serving.kserve.io")},
 }
 
 # What a compromised or buggy webhook must not be able to do with its token.

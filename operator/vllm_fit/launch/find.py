@@ -25,6 +25,7 @@ from .gpus import container_gpus, gpu_request, gpu_type, other_accelerator, plac
 from .k8s import (KSERVE_KINDS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,
                   kubelet_expand, pod_templates)
 from .model import DetectionRule, GpuRequest, Placement, ReplicaMember, VllmLaunch
+from .shell import split_script
 from . import kaito, kserve
 # Command recognition lives in commands.py; these names stay importable from here.
 from .commands import (_API_SERVER, _ASSIGNMENT, _PYTHON, _SHELLS, _WRAPPER_OPTIONS, _basename,  # noqa: F401
@@ -519,6 +520,11 @@ def _member(found: FoundLaunch, role: str, pods: int, first_pod: int = 0) -> Rep
 
 # ---------------------------------------------------------------- launches the reader cannot see
 
+# Commands in a vLLM image that plainly are not the server: vLLM's other subcommands, and Ray
+# (`ray start --address=...`: a worker node of a multi-node launch read from its leader).
+_NOT_A_SERVER = frozenset({"vllm", "ray"})
+
+
 def _unreadable_reason(container: dict, where: str, injected: Optional[dict[str, Optional[str]]]) -> Optional[str]:
     """Why a container of a vLLM image starts no launch the reader can read; None when it is read,
     or when it plainly runs something other than the server (`vllm bench`, `vllm chat`)."""
@@ -532,8 +538,8 @@ def _unreadable_reason(container: dict, where: str, injected: Optional[dict[str,
     if not words:
         return None
     head = _basename(words[0])
-    if head == "vllm":
-        return None  # another vllm subcommand: not a server
+    if head in _NOT_A_SERVER:
+        return None  # another vllm subcommand, or a Ray node joining a leader whose launch states the engine
     if _PYTHON.match(head):
         if "-c" in words[1:3]:
             return "runs `python -c` code"
@@ -545,7 +551,14 @@ def _unreadable_reason(container: dict, where: str, injected: Optional[dict[str,
         script = next((w for w in words[1:] if not w.startswith("-")), "")
         return f"runs the Python script {_trim_word(script)}"
     if head in _SHELLS:
-        if _shell_script_index(words) is not None:
+        index = _shell_script_index(words)
+        if index is not None:
+            try:
+                heads = {_basename(c[0]) for c in split_script(str(words[index]), {}) if c}
+            except (VllmFitError, RecursionError, ValueError):
+                heads = set()
+            if heads & _NOT_A_SERVER and "vllm" not in heads:
+                return None
             return f"runs a `{head} -c` script that does not plainly start vLLM"
         script = next((w for w in words[1:] if not w.startswith("-")), "")
         return f"runs the shell script {_trim_word(script)}"
