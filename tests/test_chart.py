@@ -212,7 +212,8 @@ def test_rbac_grants_lookups_and_audit_only_when_on() -> None:
     assert default["/replicationcontrollers"] == {"get"} and "/events" not in default
     audited = rules(render(sets=("audit.enabled=true",)))
     assert audited["apps/deployments"] == {"get", "list", "watch", "patch"} and "create" in audited["/events"]
-    assert not [d for d in render(sets=("rbac.lookups=false", "rbac.readConfigMaps=false")) if d["kind"].startswith("ClusterRole")]
+    assert not [d for d in render(sets=("rbac.lookups=false", "rbac.readConfigMaps=false", "rbac.readNodes=false"))
+                if d["kind"].startswith("ClusterRole")]
 
 
 @needs_helm
