@@ -199,6 +199,27 @@ def test_no_reachable_node_falls_back_to_the_unknown_gpu_warning(judge):
     assert not result.rejected and [r.code for r in result.verdict.reasons] == ["unknown-gpu"]
 
 
+def test_nodes_with_too_few_gpus_are_reported(judge):
+    result = judge(pod([LLAMA, "-tp", "8"], gpus=8), [node("small", H100_LABEL, 4)])
+    assert not result.rejected
+    codes = [r.code for r in result.verdict.reasons]
+    assert "too-few-gpus-on-nodes" in codes and "unknown-gpu" in codes
+
+
+def test_many_like_nodes_are_judged_as_pools(catalog):
+    nodes = [node(f"h{i}", {**H100_LABEL, "kubernetes.io/hostname": f"h{i}"}, 8) for i in range(50)]
+    nodes += [node(f"l{i}", {**L4_LABEL, "kubernetes.io/hostname": f"l{i}"}, 1) for i in range(50)]
+    inv = Inventory.from_nodes(nodes, catalog)
+    assert len(inv.pools()) == 2
+    got = reachable_gpus(inv, placement_of({}), "nvidia.com/gpu", 1, catalog)
+    assert [(o.name, len(o.nodes)) for o in got.options] == [("H100-80GB", 50), ("L4", 50)]
+    assert reachable_gpus(inv, placement_of({}), "nvidia.com/gpu", 1, catalog) is got  # remembered per snapshot
+    # a placement on the name label is judged Node by Node
+    one = reachable_gpus(inv, placement_of({"nodeSelector": {"kubernetes.io/hostname": "h7"}}), "nvidia.com/gpu",
+                         1, catalog)
+    assert [(o.name, o.nodes) for o in one.options] == [("H100-80GB", ("h7",))]
+
+
 def test_a_stated_gpu_type_wins_over_the_cluster(judge):
     result = judge(pod([LLAMA], node_selector={"nvidia.com/gpu.product": "NVIDIA-H200"}), TWO_H100)
     assert result.found.gpus.type_source == "node-selector" and result.gpu == "H200"

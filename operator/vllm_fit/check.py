@@ -358,7 +358,15 @@ def check_launch(
     options: tuple[GpuOption, ...] = ()
     if gpu is None and inventory is not None and found.gpus.count:
         per_pod = found.gpus.per_pod or found.gpus.count  # a Node must hold one pod's GPUs
-        options = reachable_gpus(inventory, found.placement, found.gpus.resource, per_pod, catalog).options
+        reach = reachable_gpus(inventory, found.placement, found.gpus.resource, per_pod, catalog)
+        options = reach.options
+        if not options and reach.too_few_gpus:
+            shown = ", ".join(reach.too_few_gpus[:3]) + (", ..." if len(reach.too_few_gpus) > 3 else "")
+            findings.append(_reason(
+                "too-few-gpus-on-nodes", "warning",
+                f"{where}: the pod asks for {per_pod} GPUs but the {len(reach.too_few_gpus)} Node(s) it can be "
+                f"scheduled on ({shown}) have fewer allocatable; it stays Pending until such a Node exists",
+                summary=f"{where}: no Node offers {per_pod} GPUs; the pod stays Pending"))
     if gpu is None and not options:
         stated = f" ({found.gpus.type} from {found.gpus.type_source})" if found.gpus.type else ""
         findings.append(_reason("unknown-gpu", "warning",

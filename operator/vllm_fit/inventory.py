@@ -19,6 +19,8 @@ adds that toleration to every pod that requests the resource.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any, Iterable, Optional
 
@@ -43,6 +45,11 @@ _SIZE_LABELS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Labels that name one Node; Nodes equal but for these are scheduled alike by any pod that does
+# not select on them (the usual pool of identical GPU Nodes).
+_NODE_NAME_LABELS = frozenset({"kubernetes.io/hostname"})
+
+
 class NodeGpus(BaseModel):
     """What one Node offers a GPU pod (only Nodes that show a GPU are kept)."""
 
@@ -56,6 +63,9 @@ class NodeGpus(BaseModel):
     gpu: Optional[str] = None  # catalog name, or a size ("81559MiB") when only that is known
     label: str = ""  # the label that told the type: "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3"
     unschedulable: bool = False
+    # Equal for Nodes that differ only in their name labels (computed when the Node is read, so
+    # that grouping thousands of Nodes into pools is cheap).
+    pool: str = ""
 
 
 def _int(value: Any) -> Optional[int]:
@@ -114,14 +124,18 @@ def read_node(node: Any, catalog: GpuCatalog) -> Optional[NodeGpus]:
                 break
     if resource is None or (count == 0 and not label):
         return None
-    taints = spec.get("taints") if isinstance(spec.get("taints"), list) else []
-    return NodeGpus(name=name, labels=labels, taints=tuple(t for t in taints if isinstance(t, dict)),
-                    resource=resource, count=count, gpu=gpu, label=label,
-                    unschedulable=bool(spec.get("unschedulable")))
+    taints = tuple(t for t in (spec.get("taints") if isinstance(spec.get("taints"), list) else [])
+                   if isinstance(t, dict))
+    unschedulable = bool(spec.get("unschedulable"))
+    pool = json.dumps([resource, count, gpu, label, unschedulable,
+                       sorted((k, v) for k, v in labels.items() if k not in _NODE_NAME_LABELS),
+                       sorted(json.dumps(t, sort_keys=True, default=str) for t in taints)])
+    return NodeGpus(name=name, labels=labels, taints=taints, resource=resource, count=count, gpu=gpu, label=label,
+                    unschedulable=unschedulable, pool=hashlib.sha256(pool.encode()).hexdigest()[:32])
 
 
 class Inventory(BaseModel):
-    """The GPU Nodes of one cluster at one moment."""
+    """The GPU Nodes of one cluster at one moment (immutable: a new one per change)."""
 
     model_config = ConfigDict(frozen=True)
     nodes: tuple[NodeGpus, ...] = ()
@@ -129,7 +143,24 @@ class Inventory(BaseModel):
     @classmethod
     def from_nodes(cls, nodes: Iterable[Any], catalog: GpuCatalog) -> "Inventory":
         read = (read_node(n, catalog) for n in nodes)
-        return cls(nodes=tuple(sorted((n for n in read if n is not None), key=lambda n: n.name)))
+        return cls.of(n for n in read if n is not None)
+
+    @classmethod
+    def of(cls, nodes: Iterable[NodeGpus]) -> "Inventory":
+        """From NodeGpus already validated (no re-validation: thousands of Nodes)."""
+        return cls.model_construct(nodes=tuple(sorted(nodes, key=lambda n: n.name)))
+
+    def pools(self) -> list[tuple[NodeGpus, tuple[str, ...]]]:
+        """(a representative Node, the names of all Nodes like it): Nodes that differ only in their
+        name labels, computed once per snapshot."""
+        cached = self.__dict__.get("_pools")
+        if cached is None:
+            groups: dict[str, tuple[NodeGpus, list[str]]] = {}
+            for node in self.nodes:
+                groups.setdefault(node.pool or node.name, (node, []))[1].append(node.name)
+            cached = [(first, tuple(names)) for first, names in groups.values()]
+            self.__dict__["_pools"] = cached
+        return cached
 
 
 # ---------------------------------------------------------------- scheduling predicates
@@ -220,32 +251,62 @@ class Reachable(BaseModel):
     too_few_gpus: tuple[str, ...] = ()  # Nodes that match but have fewer allocatable GPUs than the pod asks
 
 
+def _names_nodes(placement: Placement) -> bool:
+    """Whether the placement selects on what tells Nodes of one pool apart (their names)."""
+    if any(k in _NODE_NAME_LABELS for k in placement.node_selector):
+        return True
+    for term in placement.node_affinity_terms or ():
+        if not isinstance(term, dict) or term.get("matchFields"):
+            return True
+        for expr in term.get("matchExpressions") or []:
+            if not isinstance(expr, dict) or expr.get("key") in _NODE_NAME_LABELS:
+                return True
+    return False
+
+
 def reachable_gpus(inventory: Inventory, placement: Placement, resource: Optional[str], count: Optional[int],
                    catalog: GpuCatalog) -> Reachable:
-    """Every GPU type among the Nodes the pod (asking `count` of `resource`) can be scheduled on."""
-    groups: dict[str, list[NodeGpus]] = {}
+    """Every GPU type among the Nodes the pod (asking `count` of `resource`) can be scheduled on.
+
+    Judged per pool of like Nodes (once per snapshot), and remembered per placement on the
+    snapshot, so a review costs a lookup however many Nodes the cluster has."""
+    memo: dict[str, Reachable] = inventory.__dict__.setdefault("_reachable", {})
+    key = f"{placement.model_dump_json()}|{resource}|{count}"
+    found = memo.get(key)
+    if found is not None:
+        return found
+    if _names_nodes(placement):
+        pools = [(node, (node.name,)) for node in inventory.nodes]
+    else:
+        pools = inventory.pools()
+    groups: dict[str, list[tuple[NodeGpus, tuple[str, ...]]]] = {}
     too_few: list[str] = []
-    for node in inventory.nodes:
+    for node, names in pools:
         if resource and node.resource and node.resource != resource:
             continue
         if not schedulable(node, placement, resource):
             continue
         if count and node.count is not None and node.count < count:
-            too_few.append(node.name)
+            too_few.extend(names)
             continue
-        key = node.gpu or node.label or "unlabelled"
-        groups.setdefault(key, []).append(node)
+        groups.setdefault(node.gpu or node.label or "unlabelled", []).append((node, names))
     options: list[GpuOption] = []
-    for key, nodes in groups.items():
+    for key_name, members in groups.items():
+        first = members[0][0]
         spec: Optional[GpuSpec] = None
-        if nodes[0].gpu is not None:
-            spec = catalog.find(nodes[0].gpu)
+        if first.gpu is not None:
+            spec = catalog.find(first.gpu)
             if spec is None:
                 try:
-                    spec = gpu_from_size(nodes[0].gpu)
+                    spec = gpu_from_size(first.gpu)
                 except VllmFitError:
                     spec = None
-        name = spec.name if spec is not None else (nodes[0].label.split("=", 1)[-1] if nodes[0].label else key)
-        options.append(GpuOption(name=name, spec=spec, nodes=tuple(n.name for n in nodes), label=nodes[0].label))
+        name = spec.name if spec is not None else (first.label.split("=", 1)[-1] if first.label else key_name)
+        nodes = tuple(sorted(n for _, names in members for n in names))
+        options.append(GpuOption(name=name, spec=spec, nodes=nodes, label=first.label))
     options.sort(key=lambda o: (-(o.spec.total_bytes if o.spec else 0), o.name))
-    return Reachable(options=tuple(options), too_few_gpus=tuple(too_few))
+    result = Reachable(options=tuple(options), too_few_gpus=tuple(sorted(too_few)))
+    if len(memo) >= 1024:
+        memo.clear()
+    memo[key] = result
+    return result

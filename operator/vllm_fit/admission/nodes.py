@@ -60,7 +60,7 @@ class NodeStore:
             return snapshot
         with self._lock:
             if self._snapshot is None:
-                self._snapshot = Inventory(nodes=tuple(sorted(self._nodes.values(), key=lambda n: n.name)))
+                self._snapshot = Inventory.of(self._nodes.values())
             return self._snapshot
 
     def __len__(self) -> int:
