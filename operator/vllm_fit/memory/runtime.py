@@ -1,14 +1,14 @@
-"""Measured runtime constants (activation, non-torch, CUDA graphs) by vLLM version band.
+"""The data behind the overheads: measured values by vLLM version band and fitted coefficients.
 
-The data lives in profiles/vllm-runtime.yaml; each value carries where it was measured.
-Resolution order for a (version, model, TP, PP): the band containing the version; a per-model
-measurement in that band; the architecture family's value; the band's default for dense,
-MoE or multimodal models.
+It lives in profiles/vllm-runtime.yaml; each value carries where it was measured or fitted.
+overheads.py turns it into activation, non-torch and CUDA-graph terms for one launch: a
+measurement of the very model at the very settings wins, otherwise the terms are computed from
+the model's shapes with the fitted coefficients, and non-torch comes from the band by layout.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,72 +130,3 @@ class RuntimeProfiles(BaseModel):
         if parse_version(version) < parse_version(oldest.min_version):
             return oldest
         raise VllmFitError(f"no runtime profile covers vLLM {version}")
-
-
-class RuntimeConstants(BaseModel):
-    """What one rank adds on top of weights and KV cache, with where each number came from."""
-
-    model_config = ConfigDict(frozen=True)
-    band: str
-    activation_gib: float
-    activation_source: str
-    non_torch_gib: float
-    non_torch_source: str
-    cuda_graph_gib: float
-    cuda_graph_source: str
-    activation_measured_at: MeasurementPoint
-    notes: tuple[str, ...] = ()
-
-
-def _family_key(band: Band, architecture: str, is_moe: bool, is_multimodal: bool) -> str:
-    if architecture in band.activation_gib:
-        return architecture
-    if is_multimodal and "default_multimodal" in band.activation_gib:
-        return "default_multimodal"
-    return "default_moe" if is_moe else "default_dense"
-
-
-def runtime_constants(
-    profiles: RuntimeProfiles,
-    version: str,
-    *,
-    model_id: Optional[str],
-    architecture: str,
-    is_moe: bool,
-    is_multimodal: bool,
-    tp: int,
-    pp: int,
-    enforce_eager: bool,
-) -> RuntimeConstants:
-    band = profiles.band_for(version)
-    notes: list[str] = []
-    override = band.models.get(model_id or "")
-    key = _family_key(band, architecture, is_moe, is_multimodal)
-    activation: Union[Measured, None] = None
-    if pp >= 2 and key in band.activation_pp_gib:
-        activation = band.activation_pp_gib[key]
-    if override and override.activation_gib is not None and (pp == 1 or activation is None):
-        activation = Measured(value=override.activation_gib, source=override.source)
-    if activation is None:
-        activation = band.activation_gib[key]
-        if key.startswith("default_"):
-            notes.append(f"no activation measured for {architecture} in band {band.name}: using the {key} value")
-    non_torch = band.non_torch_gib.pick(tp, pp)
-    if override and tp in override.non_torch_gib and pp == 1:
-        non_torch = Measured(value=override.non_torch_gib[tp], source=override.source)
-    graph = band.cuda_graph_gib
-    if override and tp in override.cuda_graph_gib:
-        graph = Measured(value=override.cuda_graph_gib[tp], source=override.source)
-    if enforce_eager:
-        graph = Measured(value=0.0, source="--enforce-eager: no CUDA graphs are captured")
-    return RuntimeConstants(
-        band=band.name,
-        activation_gib=activation.value,
-        activation_source=activation.source,
-        non_torch_gib=non_torch.value,
-        non_torch_source=non_torch.source,
-        cuda_graph_gib=graph.value,
-        cuda_graph_source=graph.source,
-        activation_measured_at=band.activation_measured_at,
-        notes=tuple(notes),
-    )
