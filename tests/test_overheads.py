@@ -274,3 +274,17 @@ def test_v0_engine_switch(bundled, catalog, profiles, version, env, expected):
         assert (result.settings["max_num_batched_tokens"], result.settings["max_num_seqs"]) == (20000, 256)
         # (3 H + 3 I) x 2 bytes a token: the V0 RTX 3090 logs' 2.07 GiB at 20,000 tokens (use: fit).
         assert result.per_gpu.activation_gib == pytest.approx(20000 * (3 * 4096 + 3 * 14336) * 2 / GIB, abs=0.01)
+
+
+def test_0_34_rocm_keeps_the_larger_margin(bundled, catalog, profiles):
+    """extensible_kv_cache.py: KV_CACHE_MARGIN_FLOOR_BYTES is 3 GiB on ROCm, 1 GiB on CUDA."""
+    mi300x = catalog.resolve("MI300X")
+    result = _plan(bundled, mi300x, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192", version="0.34.0")
+    assert result.settings["extensible_kv_cache"] and result.derivation["extensible_margin"]["gib"] == 3.0
+
+
+def test_0_34_enforce_eager_still_sizes_after_warmup(bundled, h100, profiles):
+    result = _plan(bundled, h100, profiles, "Qwen/Qwen3-0.6B", "--max-model-len", "8192", "--enforce-eager",
+                   version="0.34.0")
+    assert result.settings["extensible_kv_cache"] and result.per_gpu.cuda_graph_gib == 0
+    assert "extensible_margin" in result.derivation and result.verdict.fits
