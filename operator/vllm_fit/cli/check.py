@@ -34,7 +34,8 @@ HELP = """usage: vllm-fit check [FILES|DIRS|-] [--gpu DEFAULT] [--vllm-version D
 Check every vLLM launch in Kubernetes manifests (YAML or JSON, multi-document, `kind: List`;
 directories are read recursively for *.yaml, *.yml and *.json; `-` reads stdin).
 ConfigMaps among the inputs feed the launches that read them (envFrom, configMapKeyRef,
-KAITO inference configs); Secrets are never read.
+KAITO inference configs); Secrets are never read. Items of a List are reported at the line each
+starts on. A Helm chart is not a manifest until rendered: helm template RELEASE CHART | vllm-fit check -
 
 --gpu DEFAULT          GPU for launches whose manifest does not say (catalog name or a size)
 --vllm-version X.Y.Z   vLLM version for images whose tag does not state one
@@ -43,13 +44,14 @@ KAITO inference configs); Secrets are never read.
                        --kubeconfig PATH, --context NAME), for launches whose manifest names none:
                        the same judgement the webhook makes
 --nodes FILE           the same from saved Nodes (`kubectl get nodes -o yaml`)
--o table|json          output format (default table)
+-o table|json          output format (default table); json lists every launch and every unreadable
+                       input (reason unreadable-input) in one array
 --strict               warnings fail the check too (exit 1)
 --detection MODE       loose (default): also recognise vendor images by vLLM engine flags, a vllm
                        label, container or image name; strict: only vLLM commands and vLLM images
 
 Exit status: 0 nothing rejected, 1 a launch would not start (or warned, with --strict),
-2 unreadable input.
+2 unreadable input or bad usage (the readable documents are still checked).
 """
 
 _SUFFIXES = (".yaml", ".yml", ".json")
