@@ -636,3 +636,10 @@ def test_readme_says_how_to_try_the_webhook_without_a_cluster_and_with_kind():
     assert "VLLM_FIT_DEV_HOST" in section and "kind" in section
     assert "without a cluster" in section.lower() and "vllm-fit check" in section
     assert "host.docker.internal" in section and "docker network inspect kind" in section
+
+
+def test_an_unknown_command_is_one_line_with_the_nearest_one():
+    result = vllm_fit("chek", "x.yaml")
+    assert result.returncode == 2 and result.stdout == ""
+    line = one_line(result.stderr)
+    assert "'chek'" in line and "did you mean check?" in line and "vllm-fit --help" in line

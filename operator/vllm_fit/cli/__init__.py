@@ -152,7 +152,12 @@ def _dispatch(args: list[str]) -> int:
         return EXIT_FITS
     command = args[0]
     if command not in COMMANDS:
-        sys.stderr.write(f"vllm-fit: unknown command {command!r}\n\n{usage()}")
+        import difflib
+
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        maybe = f"did you mean {close[0]}? " if close else ""
+        sys.stderr.write(f"vllm-fit: unknown command {command!r}; {maybe}commands: {', '.join(COMMANDS)} "
+                         f"(vllm-fit --help)\n")
         return EXIT_BAD_INPUT
     module = importlib.import_module(f".{COMMANDS[command][0]}", __name__)
     return int(module.main(args[1:]))
