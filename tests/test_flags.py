@@ -169,3 +169,15 @@ def test_generator_reads_sources_with_ast_and_adding_a_release_keeps_the_others(
     table = FlagTable.from_data(data)
     assert table.judge("--new-thing", "1.0.0").status == "unknown"
     assert table.judge("--new-thing", "1.1.0").status == "known"
+
+
+def test_plan_refuses_an_option_the_modelled_release_lacks(capsys):
+    from vllm_fit.cli import main as cli_main
+
+    assert cli_main(["plan", "Qwen/Qwen3-0.6B", "--gpu-memory-utilisation", "0.5", "--vllm-version", "0.11.0"]) == 2
+    assert "did you mean --gpu-memory-utilization?" in capsys.readouterr().err
+    assert cli_main(["plan", "Qwen/Qwen3-0.6B", "--attention-backend", "FLASH_ATTN", "--vllm-version", "0.12.0",
+                     "--max-model-len", "4096", "-tp", "1"]) == 2
+    assert "it exists in 0.13.0-0.34.0" in capsys.readouterr().err
+    assert cli_main(["plan", "Qwen/Qwen3-0.6B", "--attention-backend", "FLASH_ATTN", "--vllm-version", "0.13.0",
+                     "--max-model-len", "4096", "-tp", "1"]) == 0

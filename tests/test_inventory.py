@@ -287,3 +287,24 @@ def test_cli_check_cluster_with_an_unreachable_api_server_is_bad_input(tmp_path,
     manifest.write_text(json.dumps(pod([LLAMA])))
     assert cli_main(["check", str(manifest), "--cluster", "--kubeconfig", str(kubeconfig)]) == 2
     assert "cannot reach the API server" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("obj, decision", [
+    (pod(["Qwen/Qwen3-32B", "-tp", "4"], gpus=2), "deny"),
+    (pod([LLAMA, "-tp", "3"], gpus=3), "deny"),
+    (pod(["Qwen/Qwen3-32B", "--gpu-memory-utilisation", "0.5"]), "deny"),
+    (pod([LLAMA]), "allow"),  # no GPU type, no Nodes: memory not judged
+])
+def test_check_gives_the_webhook_verdict_offline(catalog, profiles, bundled, obj, decision):
+    """The acceptance launches: `vllm-fit check` (check_object) and a review with the server's
+    default configuration agree, with and without the cluster's Nodes."""
+    for nodes in ([], TWO_H100):
+        store = NodeStore(catalog)
+        for body in nodes:
+            store.apply(None, body)
+        judgement = asyncio.run(Reviewer(WebhookConfig(), bundled, catalog, profiles, nodes=store).review(obj))
+        (result,) = check_object(obj, resolver=bundled, catalog=catalog, profiles=profiles,
+                                 flag_table=vllm_flag_table(), inventory=Inventory.from_nodes(nodes, catalog))
+        expected = decision if not nodes or decision == "deny" else "deny"  # 70B at TP=1 on H100: denied
+        assert judgement.decision == expected, (nodes, judgement.message)
+        assert result.rejected is (expected == "deny")

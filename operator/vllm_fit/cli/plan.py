@@ -13,7 +13,7 @@ from ..launch.argv import parse_vllm_args
 from ..memory.plan import (DEFAULT_CONCURRENCY_THRESHOLD, DEFAULT_GPUS_PER_NODE, MemoryPlan, plan,
                            valid_tensor_parallel_sizes)
 from ..memory.versions import DEFAULT_VLLM_VERSION, parse_version
-from ..profiles import gpu_catalog, runtime_profiles_with
+from ..profiles import gpu_catalog, runtime_profiles_with, vllm_flag_table
 from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
 from .common import render_plan, render_tp_table
 
@@ -94,6 +94,25 @@ Exit status: 0 fits, 1 vLLM would fail to start, 2 bad input: a value vLLM would
 """
 
 
+def _check_options(options: Sequence[str], version: str) -> None:
+    """An option the modelled vLLM release does not have is a usage error, as in vLLM
+    ("unrecognized arguments"), naming the nearest one (profiles/vllm-flags.yaml)."""
+    table = vllm_flag_table()
+    for option in options:
+        if option.startswith("-O") and not option.startswith("--"):
+            continue
+        verdict = table.judge(option, version)
+        if verdict.status == "ambiguous":
+            raise VllmFitError(f"{verdict.option} is ambiguous in vLLM {version} ({', '.join(verdict.matches)}); "
+                               f"vLLM would refuse to start")
+        if verdict.status == "unknown":
+            hint = f" (did you mean {verdict.nearest}?)" if verdict.nearest else ""
+            since = f"; it exists in {verdict.releases[0]}-{verdict.releases[1]}" if verdict.releases else ""
+            said = (f"vLLM {version} has no option {verdict.option}" if verdict.version_known else
+                    f"no vLLM release {table.first_version()}-{table.last_version()} has the option {verdict.option}")
+            raise VllmFitError(f"{said}{hint}{since}; vLLM exits with \"unrecognized arguments\"")
+
+
 _OURS_WITH_VALUE = {"--gpu", "--vllm-version", "-o", "--output", "--gpus-per-node", "--concurrency-threshold",
                     "--profiles"}
 # Reasons that mean vLLM refuses the typed values themselves: a usage error of `plan`, not a verdict.
@@ -168,6 +187,7 @@ def main(argv: Sequence[str]) -> int:
         # vLLM reads VLLM_* variables (e.g. VLLM_ALLOW_LONG_MAX_MODEL_LEN); so does the plan.
         env = {k: v for k, v in os.environ.items() if k.startswith("VLLM_") and not k.startswith("VLLM_FIT_")}
         parsed = parse_vllm_args(rest, vllm_version=version, env=env)
+        _check_options(parsed.options, version or DEFAULT_VLLM_VERSION)
         launch = parsed.launch
         if version:
             launch = launch.model_copy(update={"vllm_version_source": "--vllm-version"})
