@@ -113,3 +113,11 @@ def test_pytest_without_arguments_does_not_collect_e2e():
     # `pytest` from the repository root collects tests/ only; e2e/ runs when named.
     pyproject = (REPO / "pyproject.toml").read_text()
     assert re.search(r'^testpaths\s*=\s*\["tests"\]\s*$', pyproject, re.MULTILINE), "testpaths must stay ['tests']"
+
+
+def test_e2e_and_tests_module_names_do_not_collide():
+    # tests/ and e2e/ are no packages: pytest puts each on sys.path and imports their modules by
+    # base name, so `.ci/run` (which collects both) would fail on a name used in both.
+    ours = {p.name for p in (REPO / "tests").glob("*.py")} - {"conftest.py", "__init__.py"}
+    theirs = {p.name for p in (REPO / "e2e").glob("*.py")} - {"conftest.py", "__init__.py"}
+    assert not ours & theirs, sorted(ours & theirs)
