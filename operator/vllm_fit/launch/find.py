@@ -192,11 +192,14 @@ def text_gate(extra: Sequence[str] = (), loose: bool = True) -> Callable[[str], 
     """The cheap test for one piece of text: it contains "vllm", or every literal fragment of one
     of the `extra` image patterns (a pattern without literals, e.g. `*`, passes any text), or
     (with the loose rules) a vLLM engine flag."""
-    groups = tuple({_literal_fragments(p) for p in extra} | (set(_ENGINE_FRAGMENTS) if loose else set()))
+    groups = tuple({_literal_fragments(p) for p in extra})
+    # One search for the single words ("vllm", and the engine flags with the loose rules).
+    single = re.compile("|".join(re.escape(w) for w in ("vllm", *(f for (f,) in _ENGINE_FRAGMENTS))))
 
     def may_mention(text: str) -> bool:
         low = text.lower()
-        return "vllm" in low or any(all(f in low for f in frags) for frags in groups)
+        found = single.search(low) is not None if loose else "vllm" in low
+        return found or any(all(f in low for f in frags) for frags in groups)
 
     return may_mention
 
