@@ -13,8 +13,6 @@ import ctypes
 import ctypes.util
 import json
 import re
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -128,8 +126,6 @@ class ByteBudget:
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 _libc: Any = None
-_last_trim = 0.0
-_trim_lock = threading.Lock()
 
 
 def tune_allocator() -> bool:
@@ -151,14 +147,29 @@ def tune_allocator() -> bool:
     return ok
 
 
-def trim_memory(min_interval_seconds: float = 1.0) -> None:
-    """Return free heap pages to the OS (after large requests), at most once a second."""
-    global _last_trim
-    if _libc is None:
-        return
-    now = time.monotonic()
-    with _trim_lock:
-        if now - _last_trim < min_interval_seconds:
+def trim_memory() -> None:
+    """Return free heap pages to the OS (after large requests)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+class Trimmer:
+    """Coalesces trim requests from the event loop: one trim shortly after the last of a burst
+    (a flood of aborted uploads costs one malloc_trim, and the memory of the last one is given
+    back too)."""
+
+    def __init__(self, delay_seconds: float = 0.2) -> None:
+        self.delay_seconds = delay_seconds
+        self._scheduled = False
+
+    def request(self) -> None:
+        if self._scheduled or _libc is None:
             return
-        _last_trim = now
-    _libc.malloc_trim(0)
+        import asyncio
+
+        self._scheduled = True
+        asyncio.get_running_loop().call_later(self.delay_seconds, self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        trim_memory()

@@ -42,7 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import WebhookConfig
 from .handlers import internal_error_text
-from .limits import ByteBudget, Inspection, inspect_body, trim_memory
+from .limits import ByteBudget, Inspection, Trimmer, inspect_body
 from .metrics import WebhookMetrics
 
 log = logging.getLogger("vllm_fit.admission")
@@ -206,6 +206,7 @@ class AdmissionServer(kopf.WebhookServer):
         # One body decoded at a time: a document of tiny objects decodes to ~20x its size.
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-fit-decode")
         self.ssl_context: Optional[ssl.SSLContext] = None
+        self.trimmer = Trimmer()
 
     def _build_ssl(self) -> tuple[Optional[bytes], Optional[ssl.SSLContext]]:
         cadata, context = super()._build_ssl()
@@ -446,10 +447,10 @@ class AdmissionServer(kopf.WebhookServer):
             buffer, error = await self._read_body(request)
         except (ConnectionError, aiohttp.ClientError):  # the client went away mid-upload
             self.metrics.connections_closed.labels("aborted-upload").inc()
-            trim_memory()
-            raise
+            self.trimmer.request()
+            return _closing(aiohttp.web.Response(status=400))  # never sent: the peer is gone
         if error is not None:
-            trim_memory()
+            self.trimmer.request()
             return error
         assert buffer is not None
         loop = asyncio.get_running_loop()
@@ -463,7 +464,7 @@ class AdmissionServer(kopf.WebhookServer):
         finally:
             del inspection
             if big:
-                trim_memory()
+                self.trimmer.request()
 
     async def _answer(self, fn: kopf.WebhookFn, request: aiohttp.web.Request, webhook: Optional[str],
                       inspection: Inspection) -> aiohttp.web.StreamResponse:
