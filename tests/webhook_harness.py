@@ -50,10 +50,13 @@ class DiscoveryApi:
     """
 
     def __init__(self, stateful: bool = False, configmaps: tuple[dict, ...] = (),
-                 namespaces: Optional[dict[str, dict[str, str]]] = None) -> None:
+                 namespaces: Optional[dict[str, dict[str, str]]] = None, nodes: Optional[tuple[dict, ...]] = None
+                 ) -> None:
         # ConfigMaps the API serves (GET by namespace and name), for the webhook's ConfigMap reads.
         self.configmaps = configmaps
-        self.stateful = stateful or bool(configmaps)
+        # Nodes the API lists and watches (None: no nodes resource at all), for the GPU inventory.
+        self.nodes = nodes
+        self.stateful = stateful or bool(configmaps) or nodes is not None
         self.namespaces = namespaces or {}  # name -> labels, served on GET /api/v1/namespaces/<name>
         self.url: Optional[str] = None
         self._loop = asyncio.new_event_loop()
@@ -79,6 +82,11 @@ class DiscoveryApi:
             scaffold.resources["v1/namespaces"] = {"kind": "Namespace", "namespaced": False, "verbs": ["get", "list"]}
             scaffold.resources["v1/events"] = {"kind": "Event", "namespaced": True,
                                                "verbs": ["get", "list", "create", "patch"]}
+            if self.nodes is not None:
+                scaffold.resources["v1/nodes"] = {"kind": "Node", "namespaced": False,
+                                                   "verbs": ["get", "list", "watch", "create", "delete"]}
+                for node in self.nodes:
+                    scaffold.objects["v1/nodes", None, node["metadata"]["name"]] = node
             for cm in self.configmaps:
                 scaffold.objects["v1/configmaps", cm["metadata"]["namespace"], cm["metadata"]["name"]] = cm
             for name, labels in self.namespaces.items():
@@ -109,7 +117,7 @@ class DiscoveryApi:
         import urllib.request
 
         group_version = obj["apiVersion"]
-        plural = next(p for p, k in {**KINDS, "configmaps": "ConfigMap"}.items()
+        plural = next(p for p, k in {**KINDS, "configmaps": "ConfigMap", "nodes": "Node"}.items()
                       if k == obj["kind"])
         base = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
         namespace = obj["metadata"].get("namespace")
