@@ -541,3 +541,18 @@ def test_one_lws_template_whose_script_branches_into_a_headless_worker():
     leader, worker = found.members
     assert (leader.role, leader.pods, leader.headless) == ("leader", 1, False)
     assert (worker.role, worker.pods, worker.headless, worker.data_parallel_start_rank) == ("worker", 1, True, 4)
+
+
+def test_check_model_id_annotation_fills_only_an_unknown_model(tmp_path):
+    docs = documents("kserve-isvc-oci-modelcar.yaml")
+    docs[0]["metadata"]["annotations"]["vllm-fit.io/model-id"] = "ibm-granite/granite-3.1-8b-instruct"
+    (tmp_path / "isvc.yaml").write_text(yaml.safe_dump(docs[0]))
+    _, out, _ = run_check([str(tmp_path / "isvc.yaml"), "-o", "json"])
+    (entry,) = json.loads(out)
+    assert entry["launch"]["model"] == "ibm-granite/granite-3.1-8b-instruct" and entry["launch"]["unresolved"] == []
+    # a model the launch states as a Hugging Face id is never replaced
+    docs = documents("kserve-isvc-hf-revision.yaml")
+    docs[0]["metadata"]["annotations"] = {"vllm-fit.io/model-id": "org/other"}
+    (tmp_path / "hf.yaml").write_text(yaml.safe_dump(docs[0]))
+    _, out, _ = run_check([str(tmp_path / "hf.yaml"), "-o", "json"])
+    assert json.loads(out)[0]["launch"]["model"] == "Qwen/Qwen2.5-7B-Instruct"

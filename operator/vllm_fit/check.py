@@ -8,6 +8,7 @@ no I/O itself beyond what the resolver it is given does.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -475,10 +476,35 @@ def check_object(
     """Every vLLM launch in `obj`, planned. Raises VllmFitError only for an unusable object."""
     if default_gpu is not None:
         catalog.resolve(default_gpu)  # fail early on a default nobody can resolve
+    named = _model_id_annotation(obj)
     return [
-        check_launch(found, resolver=resolver, catalog=catalog, profiles=profiles,
+        check_launch(_with_named_model(found, named), resolver=resolver, catalog=catalog, profiles=profiles,
                      default_vllm_version=default_vllm_version, gpus_per_node=gpus_per_node,
                      concurrency_threshold=concurrency_threshold, flag_table=flag_table, inventory=inventory)
         for found in find_launches(obj, vllm_images=vllm_images, default_gpu=default_gpu, catalog=catalog, loose=loose,
                                    configmaps=configmaps)
     ]
+
+
+MODEL_ID_ANNOTATION = "vllm-fit.io/model-id"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def _model_id_annotation(obj: Any) -> Optional[str]:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    value = annotations.get(MODEL_ID_ANNOTATION) if isinstance(annotations, dict) else None
+    return value.strip() if isinstance(value, str) and _HUB_ID.match(value.strip()) and ".." not in value else None
+
+
+def _with_named_model(found: FoundLaunch, named: Optional[str]) -> FoundLaunch:
+    """The `vllm-fit.io/model-id` annotation fills a model the manifest leaves unknown (a storage
+    URI, a local path, a variable); it never replaces a Hugging Face id the launch states."""
+    launch = found.launch
+    states = bool(launch.model) and "--model" not in launch.unresolved and bool(_HUB_ID.match(launch.model or ""))
+    if not named or states:
+        return found
+    launch = launch.model_copy(update={"model": named,
+                                       "unresolved": tuple(u for u in launch.unresolved if u != "--model"),
+                                       "sources": {**launch.sources, "model": MODEL_ID_ANNOTATION}})
+    return found.model_copy(update={"launch": launch})
