@@ -87,7 +87,19 @@ def load_sidecars(use: Optional[str]) -> list[tuple[Path, dict]]:
     return out
 
 
-def replan(side: dict, resolver, catalog, profiles):  # noqa: ANN001
+def _sampler_env(log_text: str) -> dict[str, str]:
+    """Which top-k/top-p sampler the deployment had, where its log says so: an image without
+    flashinfer falls back to torch ("FlashInfer is not available"), which VLLM_USE_FLASHINFER_SAMPLER=0
+    selects the same way; "Using FlashInfer for top-p & top-k sampling" confirms it."""
+    flat = log_text.replace("\n", "")
+    if "FlashInfer is not available" in flat or "FlashInfer is not\n available" in log_text:
+        return {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
+    if "Using FlashInfer for top-p & top-k sampling" in flat:
+        return {"VLLM_USE_FLASHINFER_SAMPLER": "1"}
+    return {}
+
+
+def replan(side: dict, resolver, catalog, profiles, log_text: str = ""):  # noqa: ANN001
     """(plan, None) or (None, why it cannot be re-planned)."""
     version = _version(side.get("vllm_version"))
     env = {k: str(v) for k, v in ((side.get("launch") or {}).get("env") or {}).items()}
@@ -100,6 +112,8 @@ def replan(side: dict, resolver, catalog, profiles):  # noqa: ANN001
         return None, f"vLLM {version} predates the engines modelled (0.6+)"
     if side.get("engine") == "V0" and parse_version(version) >= (0, 8, 0):
         env.setdefault("VLLM_USE_V1", "0")
+    for key, value in _sampler_env(log_text).items():
+        env.setdefault(key, value)
     if not side.get("model"):
         return None, "model not named"
     try:
@@ -134,7 +148,8 @@ def rows_for(use: str) -> tuple[list[dict], list[tuple[str, str]]]:
     profiles = runtime_profiles()
     rows, skipped = [], []
     for path, side in load_sidecars(use):
-        result, why = replan(side, resolver, catalog, profiles)
+        log = path.with_suffix(".log")
+        result, why = replan(side, resolver, catalog, profiles, log.read_text(errors="replace") if log.exists() else "")
         if result is None:
             skipped.append((path.stem, why))
             continue
@@ -146,9 +161,6 @@ def rows_for(use: str) -> tuple[list[dict], list[tuple[str, str]]]:
 
 # Why the largest misses miss (written after looking at each log; the model is not tuned to them).
 KNOWN_MISSES = {
-    "v1-0.10-a100-40g-qwen2-7b-tp2-ray-2nodes": (
-        "two Ray workers on two nodes: the log implies about 1.2 GiB of non-torch memory per GPU against 0.27 on one "
-        "node; not cross-node NCCL as such (the two-node TP4 fit log shows no such excess), so left unexplained"),
     "v0-0.6.4-rtx3090-llama31-8b-29k-fail": (
         "non-torch: the V0 log shows 0.35 GiB on an RTX 3090 against the 0.14 measured on H100 (started-launch "
         "figures only count the started logs; this launch is rightly rejected)"),
@@ -212,6 +224,9 @@ def render(rows: list[dict], skipped: list[tuple[str, str]]) -> str:
         "None of these logs was used to fit anything: the fitted coefficients come only from the",
         "`use: fit` logs and the measurement files named in `profiles/vllm-runtime.yaml` `fitted:`.",
         "KV error = (predicted - logged) / logged \"Available KV cache memory\"; positive = over-estimate.",
+        "Each launch is re-planned from its sidecar; where the log says which top-k/top-p sampler the",
+        "deployment had (\"FlashInfer is not available\" in an image without flashinfer), the plan is told so",
+        "with VLLM_USE_FLASHINFER_SAMPLER, as vLLM's own switch would select the same path.",
         "",
         f"- logs compared: **{len(rows)}** ({sum(1 for r in rows if r['failure'] is None)} started, "
         f"{sum(1 for r in rows if r['failure'])} failed); GPUs: {', '.join(s['gpus'])}; vLLM: {', '.join(s['versions'])}",
