@@ -288,3 +288,10 @@ def test_0_34_enforce_eager_still_sizes_after_warmup(bundled, h100, profiles):
                    version="0.34.0")
     assert result.settings["extensible_kv_cache"] and result.per_gpu.cuda_graph_gib == 0
     assert "extensible_margin" in result.derivation and result.verdict.fits
+
+
+@pytest.mark.parametrize("version,tokens", [("0.6.3", 512), ("0.7.2", 2048)])
+def test_v0_long_context_uses_chunked_prefill(bundled, h100, profiles, version, tokens):
+    result = _plan(bundled, h100, profiles, "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "65536",
+                   version=version)
+    assert result.settings["v0_engine"] and result.settings["max_num_batched_tokens"] == tokens

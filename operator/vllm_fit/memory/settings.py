@@ -10,7 +10,7 @@ from ..errors import VllmFitError
 from ..launch.model import VllmLaunch
 from .geometry import ModelGeometry, QuantConfig
 from .gpu import GIB, GpuSpec
-from .versions import DEFAULT_VLLM_VERSION, VllmBehaviour, behaviour_for
+from .versions import DEFAULT_VLLM_VERSION, VllmBehaviour, behaviour_for, parse_version
 
 # --dtype choices (vLLM ModelConfig) and --kv-cache-dtype bytes (STR_DTYPE_TO_TORCH_DTYPE: the
 # fp8 variants and int8 are stored as uint8).
@@ -247,8 +247,14 @@ def resolve_settings(launch: VllmLaunch, g: ModelGeometry, gpu: GpuSpec, *, defa
     v0 = behaviour.v0_engine or (behaviour.v0_selectable and launch.env.get("VLLM_USE_V1") == "0")
     if v0:
         # V0 (SchedulerConfig): 256 sequences, and without chunked prefill a batch of
-        # max(max_model_len, 2048) tokens, which its profiling run fills.
-        mnbt_default, seqs_default = max(max_len, 2048), 256
+        # max(max_model_len, 2048) tokens, which its profiling run fills. V0 turns chunked prefill
+        # on by itself above 32K tokens (EngineArgs use_long_context), and then batches 512 tokens
+        # (the ITL/TTFT balance constant of 0.5-0.6) or 2048 from 0.7.
+        if max_len > 32768:
+            mnbt_default = 512 if parse_version(behaviour.version) < (0, 7, 0) else 2048
+        else:
+            mnbt_default = max(max_len, 2048)
+        seqs_default = 256
     else:
         mnbt_default, seqs_default = batch_defaults(gpu, behaviour)
     mnbt = pick("max_num_batched_tokens", mnbt_default)
