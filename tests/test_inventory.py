@@ -106,6 +106,12 @@ def test_affinity_terms_are_ored_and_match_fields_name_the_node(catalog):
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}), None)
 
 
+def test_node_name_pins_one_node(catalog):
+    inv = Inventory.from_nodes([node("h1", H100_LABEL, 8), node("l1", L4_LABEL, 8)], catalog)
+    got = reachable_gpus(inv, placement_of({"nodeName": "l1"}), "nvidia.com/gpu", 1, catalog)
+    assert [(o.name, o.nodes) for o in got.options] == [("L4", ("l1",))]
+
+
 def test_taints_and_tolerations(catalog):
     tainted = _n(catalog, taints=[{"key": "dedicated", "value": "llm", "effect": "NoSchedule"}])
     assert not schedulable(tainted, placement_of({}), "nvidia.com/gpu")

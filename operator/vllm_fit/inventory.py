@@ -223,6 +223,8 @@ def _tolerated(taint: dict, tolerations: tuple[dict, ...], resource: Optional[st
 
 def schedulable(node: NodeGpus, placement: Placement, resource: Optional[str]) -> bool:
     """Whether the scheduler could place the pod on this Node (GPU count aside)."""
+    if placement.node_name and node.name != placement.node_name:
+        return False
     if any(node.labels.get(k) != v for k, v in placement.node_selector.items()):
         return False
     terms = placement.node_affinity_terms
@@ -253,7 +255,7 @@ class Reachable(BaseModel):
 
 def _names_nodes(placement: Placement) -> bool:
     """Whether the placement selects on what tells Nodes of one pool apart (their names)."""
-    if any(k in _NODE_NAME_LABELS for k in placement.node_selector):
+    if placement.node_name or any(k in _NODE_NAME_LABELS for k in placement.node_selector):
         return True
     for term in placement.node_affinity_terms or ():
         if not isinstance(term, dict) or term.get("matchFields"):

@@ -185,7 +185,9 @@ def placement_of(pod_spec: Any) -> Placement:
         pass
     tolerations = pod_spec.get("tolerations")
     tolerations = tuple(t for t in tolerations[:64] if isinstance(t, dict)) if isinstance(tolerations, list) else ()
-    return Placement(node_selector=selector, node_affinity_terms=terms, tolerations=tolerations)
+    node_name = pod_spec.get("nodeName")
+    return Placement(node_selector=selector, node_affinity_terms=terms, tolerations=tolerations,
+                     node_name=node_name if isinstance(node_name, str) and node_name else None)
 
 
 # Device-plugin resources of accelerators the memory model does not cover, by name prefix.

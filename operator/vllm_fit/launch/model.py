@@ -156,3 +156,4 @@ class Placement(BaseModel):
     # requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms (ORed), as given
     node_affinity_terms: Optional[tuple[dict, ...]] = None
     tolerations: tuple[dict, ...] = ()
+    node_name: Optional[str] = None  # spec.nodeName: placed on that Node, the scheduler bypassed
