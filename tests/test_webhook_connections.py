@@ -238,3 +238,38 @@ def test_hostile_objects_are_judged_never_an_internal_error(webhook, hostile):
     assert status == 200, data
     text = json.dumps(data)
     assert "internal error" not in text and "not judged" not in text, text[:500]
+
+
+def test_metrics_over_tls(tmp_path):
+    api = DiscoveryApi().start()
+    hook = Webhook(tmp_path, api.kubeconfig(tmp_path / "kubeconfig"), {**CONFIG, "metrics_tls": True})
+    try:
+        hook.process = None
+        hook._log = hook.log_path.open("wb")
+        import subprocess
+        import sys
+        hook.process = subprocess.Popen(
+            [sys.executable, "-m", "vllm_fit", "serve", "--config", str(tmp_path / "config.yaml"),
+             "--addr", "127.0.0.1", "--port", str(hook.port), "--health-port", str(hook.health_port),
+             "--tls-cert-file", str(hook.tls.cert_path), "--tls-key-file", str(hook.tls.key_path)],
+            env=hook.env, stdout=hook._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 40
+        status = None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", hook.health_port, context=hook.ssl_context(), timeout=5)
+                conn.request("GET", "/readyz")
+                status = conn.getresponse().status
+                conn.close()
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200, hook.log_path.read_text()[-2000:]
+        conn = http.client.HTTPSConnection("127.0.0.1", hook.health_port, context=hook.ssl_context(), timeout=5)
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        assert response.status == 200 and b"vllm_fit_admission_reviews_total" in response.read()
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            hook.health("/metrics")  # plain HTTP is not served
+    finally:
+        hook.stop()
+        api.stop()

@@ -83,6 +83,15 @@ def validate_review(data: Any) -> dict[str, Any]:
             raise BadReview(f"request.{name} is not an object")
         if isinstance(value, dict) and not isinstance(value.get("metadata", {}), dict):
             raise BadReview(f"request.{name}.metadata is not an object")
+        if isinstance(value, dict):
+            # The API server always writes these as strings; kopf keys its memory on them.
+            meta = value.get("metadata") or {}
+            for key in ("uid", "name", "namespace", "generateName", "resourceVersion"):
+                if meta.get(key) is not None and not isinstance(meta[key], str):
+                    raise BadReview(f"request.{name}.metadata.{key} is not a string")
+            for key in ("kind", "apiVersion"):
+                if value.get(key) is not None and not isinstance(value[key], str):
+                    raise BadReview(f"request.{name}.{key} is not a string")
     return data
 
 
@@ -380,6 +389,18 @@ class AdmissionServer(kopf.WebhookServer):
             pass
         return head
 
+    async def _discard(self, request: aiohttp.web.Request, limit: int) -> None:
+        dropped = 0
+        try:
+            async with asyncio.timeout(self.config.body_timeout_seconds):
+                while dropped < limit:
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        return
+                    dropped += len(chunk)
+        except (asyncio.TimeoutError, ConnectionError, aiohttp.ClientError):
+            pass
+
     async def _read_body(self, request: aiohttp.web.Request) -> tuple[Optional[bytearray], Optional[aiohttp.web.Response]]:
         """The whole body in one buffer (no copies, no doubling), or the error response."""
         limit = self.config.max_review_bytes
@@ -406,6 +427,7 @@ class AdmissionServer(kopf.WebhookServer):
                     finally:
                         view.release()
                     if pos < length:
+                        buffer.clear()
                         return None, _closing(aiohttp.web.json_response({"error": "body ended early"}, status=400))
                 else:
                     while True:
@@ -413,6 +435,7 @@ class AdmissionServer(kopf.WebhookServer):
                         if not chunk:
                             break
                         if len(buffer) + len(chunk) > limit:
+                            buffer.clear()
                             return None, _closing(aiohttp.web.json_response({"error": "body too large"}, status=413))
                         if len(buffer) + len(chunk) > reserved:
                             more = max(len(chunk), _READ_CHUNK * 4)
@@ -422,9 +445,15 @@ class AdmissionServer(kopf.WebhookServer):
                             reserved += more
                         buffer += chunk
         except asyncio.TimeoutError:
+            buffer.clear()
             self.metrics.connections_closed.labels("body-timeout").inc()
             return None, _closing(aiohttp.web.json_response({"error": "request body not received in time"},
                                                             status=408))
+        except BaseException:
+            # Free the storage now: the exception's traceback (kept by aiohttp's payload reader)
+            # holds this frame, and with it the buffer, until the cycle collector runs.
+            buffer.clear()
+            raise
         finally:
             # The buffer stays referenced by the caller only on success; the budget covers the read.
             await self._release(reserved)
@@ -441,6 +470,9 @@ class AdmissionServer(kopf.WebhookServer):
                 return _closing(aiohttp.web.json_response({"error": "body too large"}, status=413))
             text = (f"vllm-fit: this request is too large to judge ({length} bytes; the budget is "
                     f"{self.config.max_review_bytes}, max_review_bytes)")
+            # Read the rest and drop it (no memory kept), so that the client gets the answer rather
+            # than a reset connection; a body past 64 MiB or the body timeout is cut off.
+            await self._discard(request, 64 * 1024 * 1024)
             return _closing(aiohttp.web.json_response(
                 self._fallback(found.uid, found.api_version, webhook, text, "over_budget_policy")))
         try:
