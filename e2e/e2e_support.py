@@ -7,7 +7,6 @@ fixtures in conftest.py put these together. Every external call is bounded: kube
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import hashlib
@@ -26,7 +25,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import pytest
 import yaml
@@ -646,11 +645,3 @@ class Namespaces:
     warn: str  # vllm-fit.io/mode=warn
     audit: str  # vllm-fit.io/mode=audit
     own: str  # the webhook's own (release) namespace: never blocked
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def names(objs: Iterable[dict[str, Any]]) -> list[str]:
-    return [f"{o['kind']}/{o['metadata']['name']}" for o in objs]
