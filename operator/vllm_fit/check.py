@@ -19,7 +19,7 @@ from .inventory import GpuOption, Inventory, reachable_gpus
 from .launch.find import DEFAULT_VLLM_IMAGES, ConfigMaps, FoundLaunch, find_launches
 from .launch.flags import FlagTable
 from .launch.model import MEMORY_FIELDS, GpuRequest
-from .memory.gpu import GpuCatalog, GpuSpec, gpu_from_size
+from .gpu_catalog import GpuCatalog, GpuSpec, gpu_from_size
 from .memory.model_info import ModelInfo
 from .memory.plan import (
     DEFAULT_CONCURRENCY_THRESHOLD,

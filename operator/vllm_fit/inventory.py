@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import VllmFitError
 from .launch.gpus import INSTANCE_TYPE_LABELS
 from .launch.model import Placement
-from .memory.gpu import GpuCatalog, GpuSpec, gpu_from_size
+from .gpu_catalog import GpuCatalog, GpuSpec, gpu_from_size
 
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 _PRODUCT_LABELS: tuple[tuple[str, str], ...] = (

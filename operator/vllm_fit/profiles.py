@@ -16,7 +16,7 @@ import yaml
 
 from .errors import VllmFitError
 from .launch.flags import FlagTable
-from .memory.gpu import GpuCatalog, GpuSpec, MigProfile
+from .gpu_catalog import GpuCatalog, GpuSpec, MigProfile
 from .memory.measured import MeasuredProfile
 from .memory.model_info import ModelInfo
 from .memory.runtime import RuntimeProfiles

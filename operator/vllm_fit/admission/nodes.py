@@ -13,7 +13,7 @@ import threading
 from typing import Any, Optional
 
 from ..inventory import Inventory, NodeGpus, read_node
-from ..memory.gpu import GpuCatalog
+from ..gpu_catalog import GpuCatalog
 
 # A cluster has thousands of Nodes at most; this bounds memory against a runaway stream.
 MAX_NODES = 20_000

@@ -26,7 +26,7 @@ from ..launch import find_launches
 from ..launch.find import (ConfigMaps, image_matcher as _image_matcher, mentions_vllm, text_gate,
                            unreadable_vllm_containers)
 from ..launch.gpus import ANNOTATION as GPU_ANNOTATION, annotated_gpu, valid_gpu_annotation
-from ..memory.gpu import GpuCatalog, GpuSpec
+from ..gpu_catalog import GpuCatalog, GpuSpec
 from ..check import LaunchResult, check_launch
 from ..memory.plan import Reason, Verdict
 from ..memory.runtime import RuntimeProfiles

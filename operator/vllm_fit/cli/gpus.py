@@ -9,7 +9,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 from ..errors import VllmFitError
-from ..memory.gpu import GIB, GpuSpec
+from ..gpu_catalog import GIB, GpuSpec
 from ..profiles import gpu_catalog
 from . import EXIT_BAD_INPUT, EXIT_FITS
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import VllmFitError
-from ..memory.gpu import GpuCatalog
+from ..gpu_catalog import GpuCatalog
 from .argv import Entrypoint, UnresolvedValue, parse_vllm_args
 from .gpus import container_gpus, gpu_request, gpu_type, other_accelerator, placement_of, requests_accelerator
 from .k8s import (KSERVE_KINDS, ConfigMapLookup, ContainerEnv, PodTemplate, container_env,

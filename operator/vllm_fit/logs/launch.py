@@ -9,7 +9,7 @@ import json
 from typing import Optional
 
 from ..launch.model import MEMORY_FIELDS
-from ..memory.gpu import GpuCatalog, GpuSpec
+from ..gpu_catalog import GpuCatalog, GpuSpec
 from .model import StartupLog
 
 # Engine-config keys (the "Initializing ... with config:" line) that are launch arguments.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .geometry import ModelGeometry
-from .gpu import GIB, GpuSpec
+from ..gpu_catalog import GIB, GpuSpec
 from .kv_cache import (
     ChunkedLocalAttentionSpec,
     FullAttentionSpec,

@@ -13,7 +13,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from .gpu import GpuSpec
+from ..gpu_catalog import GpuSpec
 from .settings import Settings
 
 

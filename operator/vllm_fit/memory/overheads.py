@@ -25,7 +25,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .geometry import ModelGeometry
-from .gpu import GIB, GpuSpec
+from ..gpu_catalog import GIB, GpuSpec
 from .measured import MeasuredProfile, find_measured
 from .runtime import Band, RuntimeProfiles
 from .settings import Settings

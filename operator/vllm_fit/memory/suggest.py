@@ -7,7 +7,7 @@ import math
 from typing import Optional
 
 from .budget import _Evaluation, _evaluate, valid_tensor_parallel_sizes
-from .gpu import GIB, GpuSpec
+from ..gpu_catalog import GIB, GpuSpec
 from .model_info import ModelInfo
 from .result import Suggestions
 from .runtime import RuntimeProfiles

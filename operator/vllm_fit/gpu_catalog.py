@@ -7,7 +7,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import VllmFitError
+from .errors import VllmFitError
 
 GIB = 1 << 30
 
