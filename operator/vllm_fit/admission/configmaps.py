@@ -16,7 +16,10 @@ from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Iterable, Optional
 from urllib.parse import quote
 
+import aiohttp
+
 from ..launch.find import ConfigMaps
+from .kube import KopfApiSession
 
 log = logging.getLogger("vllm_fit.admission")
 
@@ -131,29 +134,10 @@ class ApiConfigMaps:
     """
 
     def __init__(self, connection: Callable[[], Any]) -> None:
-        self._connection = connection
-        self._session: Any = None
-        self._session_for: Any = None
-
-    def _session_now(self) -> tuple[Any, str]:
-        import aiohttp  # the webhook extra; the reader and CLI never import this module
-
-        info = self._connection()
-        if info is None:
-            raise ConnectionError("not logged in to the Kubernetes API yet")
-        if self._session is None or self._session_for is not info:
-            if self._session is not None:
-                asyncio.ensure_future(self._session.close())
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=32),
-                headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth())
-            self._session_for = info
-        return self._session, str(info.server).rstrip("/")
+        self._api = KopfApiSession(connection, limit=32)
 
     async def __call__(self, namespace: str, name: str, timeout: float) -> Optional[dict[str, str]]:
-        import aiohttp
-
-        session, server = self._session_now()
+        session, server = self._api.session()
         url = f"{server}/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=max(timeout, 0.001))) as response:
             if response.status == 404:
@@ -167,6 +151,4 @@ class ApiConfigMaps:
         return {str(k): v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._api.close()

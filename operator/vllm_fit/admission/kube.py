@@ -17,7 +17,7 @@ import ssl
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import aiohttp
 import yaml
@@ -30,6 +30,41 @@ IN_CLUSTER_SERVER = "https://kubernetes.default.svc"  # what kopf's service-acco
 
 class ClusterUnreachable(Exception):
     """The API server did not answer within the wait (a failure to run, not bad input)."""
+
+
+class KopfApiSession:
+    """An aiohttp session over kopf's login (`kopf.ConnectionInfo`: the pod's service account, else
+    KUBECONFIG). `connection()` returns the current ConnectionInfo (None before login); the session
+    is made on first use, in the webhook's event loop, and remade when the credentials change.
+    `limit` caps its open connections; `timeout`, when given, bounds every request."""
+
+    def __init__(self, connection: Callable[[], Any], *, limit: int,
+                 timeout: Optional[aiohttp.ClientTimeout] = None) -> None:
+        self._connection = connection
+        self._limit = limit
+        self._timeout = timeout
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._session_for: Any = None
+
+    def session(self) -> tuple[aiohttp.ClientSession, str]:
+        """(the session, the API server URL without a trailing slash); ConnectionError before login."""
+        info = self._connection()
+        if info is None:
+            raise ConnectionError("not logged in to the Kubernetes API yet")
+        if self._session is None or self._session_for is not info:
+            if self._session is not None:
+                asyncio.ensure_future(self._session.close())
+            extra = {} if self._timeout is None else {"timeout": self._timeout}
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=self._limit),
+                headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth(), **extra)
+            self._session_for = info
+        return self._session, str(info.server).rstrip("/")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class KubeClient:

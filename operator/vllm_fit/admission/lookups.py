@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
-import aiohttp
+from .kube import KopfApiSession
 
 # (group, kind) -> (api version path, plural) for the kinds a review may look up as owners.
 OWNER_PATHS: dict[tuple[str, str], str] = {
@@ -56,31 +56,16 @@ class KubeLookup:
     (`connection()` returns the current kopf.ConnectionInfo; None before login)."""
 
     def __init__(self, connection: Callable[[], Any]) -> None:
-        self._connection = connection
-        self._session: Optional[aiohttp.ClientSession] = None
-        self._session_for: Any = None
+        self._api = KopfApiSession(connection, limit=16)
         self._cache = _TtlCache()
         self._inflight: dict[Any, asyncio.Future] = {}
-
-    def _session_now(self) -> tuple[aiohttp.ClientSession, str]:
-        info = self._connection()
-        if info is None:
-            raise ConnectionError("not logged in to the Kubernetes API yet")
-        if self._session is None or self._session_for is not info:
-            if self._session is not None:
-                asyncio.ensure_future(self._session.close())
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=16),
-                headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth())
-            self._session_for = info
-        return self._session, str(info.server).rstrip("/")
 
     async def _get(self, path: str, deadline: float) -> Optional[dict[str, Any]]:
         """GET one object; None on 404; raises on anything else or past the deadline."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise asyncio.TimeoutError
-        session, server = self._session_now()
+        session, server = self._api.session()
         async with asyncio.timeout(remaining):
             async with session.get(server + path) as response:
                 if response.status == 404:
@@ -124,6 +109,4 @@ class KubeLookup:
         return found
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._api.close()

@@ -36,6 +36,7 @@ from ..logs.observe import Observation, observe
 from ..logs.profile import measured_profile_entry
 from ..memory.plan import plan
 from ..memory.result import MemoryPlan
+from .kube import KopfApiSession
 
 log = logging.getLogger("vllm_fit.observer")
 
@@ -113,27 +114,12 @@ class ObserverApi:
     """The observer's API calls, over kopf's login (service account in a pod, else KUBECONFIG)."""
 
     def __init__(self, connection: Callable[[], Optional[kopf.ConnectionInfo]]) -> None:
-        self._connection = connection
-        self._session: Optional[aiohttp.ClientSession] = None
-        self._session_for: Any = None
-
-    def _session_now(self) -> tuple[aiohttp.ClientSession, str]:
-        info = self._connection()
-        if info is None:
-            raise ConnectionError("not logged in to the Kubernetes API yet")
-        if self._session is None or self._session_for is not info:
-            if self._session is not None:
-                asyncio.ensure_future(self._session.close())
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=8),
-                headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth(),
-                timeout=aiohttp.ClientTimeout(total=_CALL_TIMEOUT_SECONDS))
-            self._session_for = info
-        return self._session, str(info.server).rstrip("/")
+        self._api = KopfApiSession(connection, limit=8,
+                                   timeout=aiohttp.ClientTimeout(total=_CALL_TIMEOUT_SECONDS))
 
     async def _call(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
                     text: bool = False, limit_bytes: int = 1 << 20) -> tuple[int, Any]:
-        session, server = self._session_now()
+        session, server = self._api.session()
         data = None if body is None else json.dumps(body)
         async with session.request(method, server + path, data=data,
                                    headers={"Content-Type": content_type} if data else None) as response:
@@ -247,9 +233,7 @@ class ObserverApi:
         return True
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._api.close()
 
 
 def _container_phase(status: dict[str, Any]) -> Optional[tuple[str, bool]]:
