@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import AbstractSet, Iterable, Sequence
 
+from ..errors import VllmFitError
 from ..memory.plan import MemoryPlan
 from ..memory.versions import behaviour_for
 
 GREEN, RED, YELLOW, BOLD, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[1m", "\033[0m"
+
+
+def split_options(argv: Sequence[str], with_value: AbstractSet[str]) -> tuple[dict[str, str], list[str]]:
+    """Our options among `argv` (exact names only: `--gpu` must not swallow vLLM's
+    --gpu-memory-utilization), each with its value (`--name VALUE` or `--name=VALUE`, `-o` as
+    `--output`), and the rest of `argv` in order."""
+    ours: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        if name in with_value:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise VllmFitError(f"{name} needs a value")
+                value = argv[i + 1]
+                i += 1
+            ours[{"-o": "--output"}.get(name, name)] = value
+        else:
+            rest.append(token)
+        i += 1
+    return ours, rest
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:

@@ -15,7 +15,7 @@ from ..memory.plan import (DEFAULT_CONCURRENCY_THRESHOLD, DEFAULT_GPUS_PER_NODE,
 from ..memory.versions import DEFAULT_VLLM_VERSION, parse_version
 from ..profiles import gpu_catalog, runtime_profiles_with, vllm_flag_table
 from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
-from .common import render_plan, render_tp_table
+from .common import render_plan, render_tp_table, split_options
 
 # vLLM's own flags that change memory, as `plan --help` explains them. A flag the argument
 # reader learns later and this table lacks is still listed (by `_vllm_flag_lines`).
@@ -120,26 +120,6 @@ _USAGE_CODES = frozenset({"invalid-argument", "invalid-parallelism"})
 _REFUSED_PREFIX = "vLLM would refuse to start: "
 
 
-def _split_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Our options (exact names only: `--gpu` must not swallow vLLM's --gpu-memory-utilization)."""
-    ours: dict[str, str] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        name, eq, value = token.partition("=")
-        if name in _OURS_WITH_VALUE:
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise VllmFitError(f"{name} needs a value")
-                value = argv[i + 1]
-                i += 1
-            ours[{"-o": "--output"}.get(name, name)] = value
-        else:
-            rest.append(token)
-        i += 1
-    return ours, rest
-
 
 def _positive_int(flag: str, raw: str) -> int:
     try:
@@ -174,7 +154,7 @@ def main(argv: Sequence[str]) -> int:
         sys.stdout.write(help_text())
         return EXIT_FITS if argv else EXIT_BAD_INPUT
     try:
-        ours, rest = _split_args(argv)
+        ours, rest = split_options(argv, _OURS_WITH_VALUE)
         output = ours.get("--output", "table")
         if output not in ("table", "json"):
             raise VllmFitError(f"-o must be table or json, not {output!r}")

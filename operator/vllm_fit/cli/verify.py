@@ -14,6 +14,7 @@ from ..logs.compare import error_pct
 from ..logs.metrics import VllmMetrics, blocks_for_tokens, parse_vllm_metrics
 from ..memory.result import MemoryPlan
 from . import EXIT_BAD_INPUT, EXIT_FITS, EXIT_REJECTED
+from .common import split_options
 from .logs import parse_percent
 
 MAX_METRICS_BYTES = 16 << 20
@@ -42,25 +43,6 @@ unreachable server.
 _WITH_VALUE = {"--metrics", "--gpu", "--vllm-version", "--prompt-tokens", "--max-error", "--timeout", "--profiles",
                "-o", "--output"}
 
-
-def _split(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    ours: dict[str, str] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        name, eq, value = token.partition("=")
-        if name in _WITH_VALUE:
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise VllmFitError(f"{name} needs a value")
-                value = argv[i + 1]
-                i += 1
-            ours[{"-o": "--output"}.get(name, name)] = value
-        else:
-            rest.append(token)
-        i += 1
-    return ours, rest
 
 
 def metrics_url(text: str) -> str:
@@ -113,7 +95,7 @@ def main(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[
         out.write(HELP)
         return EXIT_FITS if argv else EXIT_BAD_INPUT
     try:
-        ours, rest = _split(argv)
+        ours, rest = split_options(argv, _WITH_VALUE)
         if "--metrics" not in ours:
             raise VllmFitError("--metrics URL is required")
         output = ours.get("--output", "table")
