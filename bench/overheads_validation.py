@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "operator"))
 from vllm_fit.errors import VllmFitError  # noqa: E402
 from vllm_fit.hub.resolver import BundledResolver  # noqa: E402
 from vllm_fit.launch.model import VllmLaunch  # noqa: E402
-from vllm_fit.gpu_catalog import GIB, GpuSpec  # noqa: E402
+from vllm_fit.gpu_catalog import GpuSpec  # noqa: E402
+from vllm_fit.units import GIB  # noqa: E402
 from vllm_fit.memory.overheads import cuda_graph_estimate  # noqa: E402
 from vllm_fit.memory.plan import plan  # noqa: E402
 from vllm_fit.memory.settings import resolve_settings  # noqa: E402

@@ -4,7 +4,7 @@ import pytest
 
 from vllm_fit.launch.model import VllmLaunch
 from vllm_fit.memory.geometry import geometry_from_config
-from vllm_fit.gpu_catalog import GIB
+from vllm_fit.units import GIB
 from vllm_fit.memory.model_info import ModelInfo
 from vllm_fit.memory.plan import parallelism_problems, plan, valid_tensor_parallel_sizes
 

@@ -4,7 +4,7 @@ import pytest
 
 from vllm_fit.launch.argv import parse_vllm_args
 from vllm_fit.launch.model import VllmLaunch
-from vllm_fit.gpu_catalog import GIB
+from vllm_fit.units import GIB
 from vllm_fit.memory.overheads import capture_sizes, forward_layer_peak_bytes
 from vllm_fit.memory.plan import plan
 from vllm_fit.memory.versions import DEFAULT_VLLM_VERSION, NEWEST_MODELLED_VERSION, behaviour_for

@@ -3,7 +3,7 @@
 import pytest
 
 from vllm_fit.launch.model import VllmLaunch
-from vllm_fit.gpu_catalog import GIB
+from vllm_fit.units import GIB
 from vllm_fit.memory.plan import plan
 
 

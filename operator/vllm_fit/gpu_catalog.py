@@ -8,8 +8,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import VllmFitError
-
-GIB = 1 << 30
+from .units import GIB, MIB
 
 
 class GpuSpec(BaseModel):
@@ -68,7 +67,7 @@ def gpu_from_size(text: str) -> GpuSpec:
     number, unit = float(match.group(1)), match.group(2).lower()
     if number <= 0:
         raise VllmFitError(f"{text!r}: a GPU needs a positive amount of memory")
-    factor = {"gib": GIB, "gb": 10**9, "mib": 1 << 20, "mb": 10**6}[unit]
+    factor = {"gib": GIB, "gb": 10**9, "mib": MIB, "mb": 10**6}[unit]
     return GpuSpec(name=f"{number:g}{match.group(2)}", total_bytes=int(number * factor), nominal=True,
                    source=f"given as a size ({text})")
 

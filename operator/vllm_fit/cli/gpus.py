@@ -9,7 +9,8 @@ import sys
 from typing import Any, Optional, Sequence
 
 from ..errors import VllmFitError
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB
 from ..profiles import gpu_catalog
 from . import EXIT_BAD_INPUT, EXIT_FITS
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .geometry import ModelGeometry
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB
 from .kv_cache import (
     ChunkedLocalAttentionSpec,
     FullAttentionSpec,

@@ -25,13 +25,13 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .geometry import ModelGeometry
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB, MIB, gib
 from .measured import MeasuredProfile, find_measured
 from .runtime import Band, RuntimeProfiles
 from .settings import Settings
 
 TermKind = Literal["computed", "fitted", "measured"]
-MIB = 1 << 20
 
 
 class Term(BaseModel):
@@ -83,10 +83,6 @@ class Overheads(BaseModel):
             out["extensible_margin"] = self.extensible_margin.model_dump(mode="json")
         out["cuda_graph_subtracted"] = self.cuda_graph_subtracted
         return out
-
-
-def _gib(n_bytes: float) -> float:
-    return n_bytes / GIB
 
 
 def _r(x: float) -> float:
@@ -231,8 +227,8 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
     sampler = rows * vocab * coeff.value if (coeff and last_stage) else 0.0
     residue = tokens * g.hidden_size * act  # the [T, H] output kept while the sampler runs
     computed = max(forward, workspace + residue + sampler)
-    parts = {"forward": _r(_gib(forward)), "sampler": _r(_gib(sampler)), "hidden_states": _r(_gib(residue)),
-             "moe_workspace": _r(_gib(workspace))}
+    parts = {"forward": _r(gib(forward)), "sampler": _r(gib(sampler)), "hidden_states": _r(gib(residue)),
+             "moe_workspace": _r(gib(workspace))}
     limit_mm = s.limit_mm_zero
     if g.is_multimodal and not limit_mm:
         mm = band.activation_gib.get(g.architecture)
@@ -254,26 +250,26 @@ def activation_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
         value, source = measured
         return Term(gib=value, kind="measured", source=source, parts=parts,
                     derivation=f"activation {value:.2f} GiB measured for this model at {tokens:,} batched tokens / "
-                               f"{seqs:,} sequences (computed {_gib(computed):.2f})"), notes
+                               f"{seqs:,} sequences (computed {gib(computed):.2f})"), notes
     if not _measured_architecture(profiles, g.architecture):
         family = "mixture-of-experts" if g.moe else ("multimodal" if g.is_multimodal else "dense decoder")
         notes.append(f"{g.architecture} is not an architecture vllm-fit has measured: its activation is the "
                      f"{family} family default (one standard decoder layer and the sampler, from config.json shapes)")
-    fwd_text = f"{tokens:,}-token forward {_gib(forward):.2f}"
-    smp_text = (f"sampler {rows:,} x {vocab:,} vocab x {coeff.value:g} B ({path}) {_gib(sampler):.2f}"
+    fwd_text = f"{tokens:,}-token forward {gib(forward):.2f}"
+    smp_text = (f"sampler {rows:,} x {vocab:,} vocab x {coeff.value:g} B ({path}) {gib(sampler):.2f}"
                 if coeff else ("pooler (no sampler)" if is_pooling(g) else "sampler not modelled"))
     if computed == forward:
-        text = f"activation {_gib(computed):.2f} GiB = {fwd_text} (larger than {smp_text})"
+        text = f"activation {gib(computed):.2f} GiB = {fwd_text} (larger than {smp_text})"
     else:
-        extra = f" + hidden states {_gib(residue):.2f}"
+        extra = f" + hidden states {gib(residue):.2f}"
         if workspace:
-            extra += f" + MoE workspace {_gib(workspace):.2f}"
-        text = f"activation {_gib(computed):.2f} GiB = {smp_text}{extra} (larger than {fwd_text})"
+            extra += f" + MoE workspace {gib(workspace):.2f}"
+        text = f"activation {gib(computed):.2f} GiB = {smp_text}{extra} (larger than {fwd_text})"
     source = coeff.source if coeff else "computed from config.json shapes"
     kind: TermKind = "fitted" if coeff and computed != forward else "computed"
     if kind == "computed":
         source = "computed from config.json shapes (one decoder layer's transients at the batched tokens)"
-    return Term(gib=_r(_gib(computed)), kind=kind, source=source, parts=parts,
+    return Term(gib=_r(gib(computed)), kind=kind, source=source, parts=parts,
                 derivation=text), notes
 
 
@@ -353,7 +349,7 @@ def cuda_graph_term(g: ModelGeometry, s: Settings, gpu: GpuSpec, profiles: Runti
     est, parts, text = cuda_graph_estimate(g, s, profiles)
     if b.extensible_kv_cache and s.extensible_kv_cache:
         text += "; the extensible KV cache measures the capture itself after warm-up"
-    return Term(gib=_r(_gib(est)), kind="fitted", parts=parts, derivation=text,
+    return Term(gib=_r(gib(est)), kind="fitted", parts=parts, derivation=text,
                 source=profiles.fitted.cuda_graph.source if profiles.fitted else ""), True
 
 
@@ -383,9 +379,9 @@ def cuda_graph_estimate(g: ModelGeometry, s: Settings, profiles: RuntimeProfiles
     per_graph = max(c.per_graph_per_layer_mib * MIB * layers, MIB)  # vLLM counts at least 1 MiB a graph
     extra = (len(full) - 1 if full else 0) + (len(sizes) - 1)
     est = max(first_full, first_pw) + per_graph * extra
-    parts = {"first_capture": _r(_gib(max(first_full, first_pw))), "per_graph_mib": round(per_graph / MIB, 3),
+    parts = {"first_capture": _r(gib(max(first_full, first_pw))), "per_graph_mib": round(per_graph / MIB, 3),
              "graphs": float(len(sizes) + len(full))}
-    text = (f"CUDA graphs {_gib(est):.2f} GiB = first capture {max(first_full, first_pw) / MIB:.0f} MiB + "
+    text = (f"CUDA graphs {gib(est):.2f} GiB = first capture {max(first_full, first_pw) / MIB:.0f} MiB + "
             f"{extra} more graphs (FULL {len(full)}, PIECEWISE {len(sizes)}, largest {sizes[-1]}) x "
             f"{per_graph / MIB:.1f} MiB ({layers} layers)")
     return est, parts, text
@@ -403,10 +399,10 @@ def extensible_margin_term(s: Settings, gpu: GpuSpec, activation: Term) -> Term:
     floor = EXTENSIBLE_MARGIN_FLOOR_BYTES.get(gpu.vendor, 1 << 30)
     transient = activation.gib * GIB
     margin = max(floor, int(transient * EXTENSIBLE_MARGIN_FRACTION))
-    return Term(gib=_r(_gib(margin)), kind="computed",
-                parts={"floor": _gib(floor), "fraction_of_transient": _r(_gib(transient * EXTENSIBLE_MARGIN_FRACTION))},
+    return Term(gib=_r(gib(margin)), kind="computed",
+                parts={"floor": gib(floor), "fraction_of_transient": _r(gib(transient * EXTENSIBLE_MARGIN_FRACTION))},
                 source="vllm/v1/worker/extensible_kv_cache.py KV_CACHE_MARGIN_FLOOR_BYTES, KV_CACHE_MARGIN_FRACTION",
-                derivation=f"extensible KV margin {_gib(margin):.2f} GiB = max({_gib(floor):.0f} GiB floor, "
+                derivation=f"extensible KV margin {gib(margin):.2f} GiB = max({gib(floor):.0f} GiB floor, "
                            f"0.75 x {activation.gib:.2f} transient), kept free beside the transient peak")
 
 

@@ -12,7 +12,8 @@ from typing import Optional
 
 from ..launch.model import VllmLaunch
 from .budget import _Evaluation, _evaluate, parallelism_problems, valid_tensor_parallel_sizes
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB
 from .model_info import ModelInfo
 from .result import (
     DEFAULT_CONCURRENCY_THRESHOLD,

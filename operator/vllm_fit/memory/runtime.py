@@ -16,8 +16,6 @@ from ..errors import VllmFitError
 from .measured import MeasuredProfile
 from .versions import parse_version
 
-GIB = 1 << 30
-
 
 class Measured(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import VllmFitError
 from ..launch.model import VllmLaunch
 from .geometry import ModelGeometry, QuantConfig
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB
 from .versions import DEFAULT_VLLM_VERSION, VllmBehaviour, behaviour_for, parse_version
 
 # --dtype choices (vLLM ModelConfig) and --kv-cache-dtype bytes (STR_DTYPE_TO_TORCH_DTYPE: the

@@ -7,7 +7,8 @@ import math
 from typing import Optional
 
 from .budget import _Evaluation, _evaluate, valid_tensor_parallel_sizes
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB
 from .model_info import ModelInfo
 from .result import Suggestions
 from .runtime import RuntimeProfiles

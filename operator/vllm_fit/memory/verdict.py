@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 from .budget import _Evaluation, valid_tensor_parallel_sizes
-from ..gpu_catalog import GIB, GpuSpec
+from ..gpu_catalog import GpuSpec
+from ..units import GIB
 from .model_info import ModelInfo
 from .result import DEFAULT_GPUS_PER_NODE, Reason, Suggestions
 from .settings import Settings
