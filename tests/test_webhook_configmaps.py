@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-import uuid
 
 import pytest
 
 from vllm_fit.admission.configmaps import ConfigMapReader
-from webhook_harness import DiscoveryApi, Webhook, recorded
+from webhook_harness import DiscoveryApi, Webhook, deployment_review as review_of, recorded
 
 LLAMA = "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic"
 
@@ -100,14 +99,6 @@ def deployment(name: str, env_from: list, env: list | None = None) -> dict:
     container["env"] = env or []
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "llm"},
             "spec": {"selector": {"matchLabels": {"app": name}}, "template": template}}
-
-
-def review_of(obj: dict) -> dict:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-        "namespace": "llm", "operation": "CREATE", "userInfo": {"username": "tester"}, "object": obj,
-        "oldObject": None, "dryRun": False}}
 
 
 @pytest.fixture(scope="module")

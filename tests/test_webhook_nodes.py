@@ -5,11 +5,10 @@ types of the Nodes it can be scheduled on, and Nodes added later are seen withou
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
-from webhook_harness import DiscoveryApi, Webhook
+from webhook_harness import DiscoveryApi, Webhook, deployment_review
 
 LLAMA = "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic"
 
@@ -26,11 +25,7 @@ def review_of(args: list[str], gpus: int = 1) -> dict:
                "metadata": {"labels": {"app": "llm"}},
                "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.11.0", "args": args,
                                         "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}}}}
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-        "namespace": "llm", "operation": "CREATE", "userInfo": {"username": "tester"}, "object": obj,
-        "oldObject": None, "dryRun": False}}
+    return deployment_review(obj)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -220,6 +221,15 @@ class Webhook:
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "admission"
+
+
+def deployment_review(obj: dict[str, Any]) -> dict[str, Any]:
+    """An AdmissionReview that creates the Deployment `obj` in namespace llm."""
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": str(uuid.uuid4()), "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+        "namespace": "llm", "operation": "CREATE", "userInfo": {"username": "tester"}, "object": obj,
+        "oldObject": None, "dryRun": False}}
 
 
 def recorded(name_prefix: str) -> dict[str, Any]:
