@@ -8,7 +8,7 @@ import pytest
 from vllm_fit.admission.config import WebhookConfig
 from vllm_fit.admission.review import Reviewer
 from vllm_fit.hub.resolver import BundledResolver
-from vllm_fit.launch.find import vllm_version_from_image
+from vllm_fit.launch.images import vllm_version_from_image
 from vllm_fit.memory.versions import NEWEST_MODELLED_VERSION
 from vllm_fit.profiles import gpu_catalog, runtime_profiles
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict
 from .errors import VllmFitError
 from .hub.resolver import ModelNotFound, ModelResolver
 from .inventory import GpuOption, Inventory, reachable_gpus
-from .launch.find import DEFAULT_VLLM_IMAGES, ConfigMaps, FoundLaunch, find_launches
+from .launch.find import ConfigMaps, FoundLaunch, find_launches
+from .launch.images import DEFAULT_VLLM_IMAGES
 from .launch.flags import FlagTable
 from .launch.model import MEMORY_FIELDS, GpuRequest
 from .gpu_catalog import GpuCatalog, GpuSpec, gpu_from_size

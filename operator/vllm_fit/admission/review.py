@@ -23,8 +23,8 @@ from ..errors import VllmFitError
 from ..hub.errors import HubTimeout
 from ..hub.resolver import ModelNotFound, ModelResolver
 from ..launch import find_launches
-from ..launch.find import (ConfigMaps, image_matcher as _image_matcher, mentions_vllm, text_gate,
-                           unreadable_vllm_containers)
+from ..launch.find import ConfigMaps, mentions_vllm, text_gate, unreadable_vllm_containers
+from ..launch.images import image_matcher as _image_matcher
 from ..launch.gpus import ANNOTATION as GPU_ANNOTATION, annotated_gpu, valid_gpu_annotation
 from ..gpu_catalog import GpuCatalog, GpuSpec
 from ..check import LaunchResult, check_launch
