@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_webhook_bypass import admission, pod, pod_spec
+from test_webhook_bypass import admission, pod, pod_spec, workload
 from webhook_harness import DiscoveryApi, Webhook
 
 LIMITS = {"header_timeout_seconds": 1.0, "body_timeout_seconds": 1.0, "idle_timeout_seconds": 2.0,
@@ -273,3 +273,11 @@ def test_metrics_over_tls(tmp_path):
     finally:
         hook.stop()
         api.stop()
+
+
+def test_an_object_past_the_budget_that_never_mentions_vllm_is_admitted_untouched(webhook):
+    # Without matchConditions (clusters before 1.28) every Deployment reaches the server.
+    body = admission(workload("Deployment", name="plain", spec={"containers": [{"name": "web", "image": "nginx"}]}))
+    body["request"]["object"]["spec"]["template"]["spec"]["volumes"] = [{} for _ in range(300_000)]  # ~0.9 MiB
+    status, data = webhook.post("/validate", body, timeout=20)
+    assert status == 200 and data["response"] == {"uid": body["request"]["uid"], "allowed": True}

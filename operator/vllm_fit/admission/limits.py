@@ -77,14 +77,14 @@ def inspect_body(raw: bytes | bytearray, *, max_nesting: int, max_containers: in
     version_match = _API_VERSION.search(head)
     out = Inspection(uid=uid_match.group(1).decode() if uid_match else None,
                      api_version=version_match.group(1).decode() if version_match else "admission.k8s.io/v1")
+    try:
+        out.text = raw.decode("utf-8")  # kept for the cheap "does it mention vLLM" gate
+    except UnicodeDecodeError:
+        out.bad_request = "body is not UTF-8"
+        return out
     brackets = raw.count(b"{") + raw.count(b"[")
     if brackets > MAX_BRACKETS:
         out.over_budget = f"its JSON holds {brackets} objects and lists (more than {MAX_BRACKETS})"
-        return out
-    try:
-        out.text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        out.bad_request = "body is not UTF-8"
         return out
     try:
         data = json.loads(out.text)
