@@ -7,11 +7,15 @@ may help: the resolver caches transient failures for seconds, definitive ones fo
 
 from __future__ import annotations
 
-from .resolver import ModelNotFound
+from ..errors import VllmFitError
 
 # Advice for plan, check and the webhook when the Hub cannot be asked; `models fetch` leaves it out
 # (it is the command that just failed).
 BUNDLE_HINT = "bundle the model with `vllm-fit models fetch` where the Hub is reachable"
+
+
+class ModelNotFound(VllmFitError):
+    """No resolver knows the model."""
 
 
 class HubError(ModelNotFound):

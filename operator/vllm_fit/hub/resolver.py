@@ -1,8 +1,8 @@
 """One interface for model metadata, whatever holds it.
 
 `ModelResolver.resolve(model_id, revision, timeout=None)` returns a ModelInfo or raises
-ModelNotFound (a VllmFitError, so callers report it like any other bad input); the Hub's
-failures are subclasses of it (hub/errors.py). The webhook, `plan` and `check` all go through
+ModelNotFound (a VllmFitError, so callers report it like any other bad input); it and the Hub's
+failures, its subclasses, live in hub/errors.py. The webhook, `plan` and `check` all go through
 `default_resolver()`: local directory -> bundled (+ extra bundle dirs) -> cache -> Hub.
 """
 
@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Protocol, Union
 from ..errors import VllmFitError
 from ..memory.model_info import SAFETENSORS_DTYPE_BYTES, ModelInfo
 from ..profiles import load_model_folder, model_dir_name, profiles_dir
-
-
-class ModelNotFound(VllmFitError):
-    """No resolver knows the model."""
+from .errors import ModelNotFound
 
 
 if TYPE_CHECKING:  # pragma: no cover
