@@ -78,11 +78,7 @@ def admit(data: dict[str, Any], warnings: tuple[str, ...] = ()) -> dict[str, Any
 
 
 def admit_with_warning(data: dict[str, Any], warning: str) -> dict[str, Any]:
-    return {
-        "apiVersion": data.get("apiVersion", "admission.k8s.io/v1"),
-        "kind": "AdmissionReview",
-        "response": {"uid": data["request"]["uid"], "allowed": True, "warnings": [warning]},
-    }
+    return admit(data, (warning,))
 
 
 def deny(uid: str, message: str, api_version: str = "admission.k8s.io/v1") -> dict[str, Any]:
