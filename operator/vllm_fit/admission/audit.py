@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 
+from .handlers import RESOURCES
 from .metrics import WebhookMetrics
 from .review import ANNOTATION_PREFIX, Reviewer
 
@@ -25,18 +26,10 @@ _ANNOTATION_LIMIT = 1000
 
 # The kinds users create (controller-owned children are skipped by the review when their
 # controller vouches for them, so a bad Deployment is marked once, not with each of its Pods).
-AUDITED: tuple[tuple[str, str, str], ...] = (
-    ("", "v1", "pods"),
-    ("", "v1", "replicationcontrollers"),
-    ("apps", "v1", "deployments"),
-    ("apps", "v1", "statefulsets"),
-    ("apps", "v1", "replicasets"),
-    ("apps", "v1", "daemonsets"),
-    ("batch", "v1", "jobs"),
-    ("batch", "v1", "cronjobs"),
-    ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
-    ("serving.kserve.io", "v1beta1", "inferenceservices"),
-)
+# The reviewed kinds (handlers.RESOURCES) less the KServe runtime templates, LLMInferenceServices
+# and KAITO Workspaces, which the audit leaves out.
+_NOT_AUDITED = frozenset({"servingruntimes", "clusterservingruntimes", "llminferenceservices", "workspaces"})
+AUDITED: tuple[tuple[str, str, str], ...] = tuple(r for r in RESOURCES if r[2] not in _NOT_AUDITED)
 
 log = logging.getLogger("vllm_fit.admission")
 
